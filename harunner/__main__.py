@@ -1,0 +1,5 @@
+"""`python -m harunner` runs the CLI."""
+
+from harunner.cli import main
+
+main()

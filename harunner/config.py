@@ -1,0 +1,188 @@
+"""The one frozen configuration of harunner.
+
+Each default is written once, in `Config`'s fields. Values come from, in rising
+precedence: the defaults, a TOML file, `HARUNNER_*` environment variables, and
+CLI flags (passed in as `overrides`). Unknown keys, wrong types and impossible
+relations are refused with a `ConfigError` that names where the value came
+from, the key, and what is allowed. Relative paths resolve against the
+directory `harunner` was started in (like Celery, RQ and Huey, which import
+jobs relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harunner.errors import ConfigError
+
+CONFIG_ENV = "HARUNNER_CONFIG"
+ENV_PREFIX = "HARUNNER_"
+DEFAULT_FILES = ("harunner.toml", "config/harunner.toml")
+START_METHODS = ("spawn", "forkserver")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every option of harunner, with its default. See config/harunner.toml."""
+
+    state_dir: str = ".harunner"
+    jobs: tuple[str, ...] = ("jobs",)
+    slots: int = 3
+    heartbeat_ms: int = 20
+    suspect_after: int = 5
+    hang_timeout_ms: int = 500
+    lock_timeout_ms: int = 2000
+    paxos_timeout_ms: int = 200
+    respawn_backoff_ms: int = 50
+    respawn_backoff_max_ms: int = 5000
+    worker_grace_ms: int = 1000
+    stop_timeout_ms: int = 5000
+    start_method: str = "forkserver"
+    log_level: str = "info"
+    source: str = field(default="defaults", compare=False)
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory as an absolute path."""
+        return Path(self.state_dir).expanduser().resolve()
+
+    def with_overrides(self, overrides: Mapping[str, Any], origin: str) -> Config:
+        """A copy with `overrides` checked and applied."""
+        values = dataclasses.asdict(self)
+        for key, raw in overrides.items():
+            values[key] = _coerce(key, raw, origin)
+        values["source"] = origin
+        config = Config(**values)
+        config.check(origin)
+        return config
+
+    def check(self, origin: str) -> None:
+        """Refuse impossible values and relations, naming `origin`."""
+        _require(self.slots >= 1, origin, "slots", f"is {self.slots}; at least 1 runner slot")
+        for key in ("heartbeat_ms", "hang_timeout_ms", "lock_timeout_ms", "paxos_timeout_ms",
+                    "respawn_backoff_ms", "respawn_backoff_max_ms", "stop_timeout_ms"):
+            value = getattr(self, key)
+            _require(value > 0, origin, key, f"is {value}; a positive number of milliseconds")
+        _require(self.suspect_after >= 1, origin, "suspect_after",
+                 f"is {self.suspect_after}; at least 1 missed beat")
+        _require(self.worker_grace_ms >= 0, origin, "worker_grace_ms",
+                 f"is {self.worker_grace_ms}; zero or more milliseconds")
+        _require(self.hang_timeout_ms >= 2 * self.heartbeat_ms, origin, "hang_timeout_ms",
+                 f"is {self.hang_timeout_ms} ms but heartbeat_ms is {self.heartbeat_ms}; "
+                 "the hang timeout must be at least two heartbeats")
+        _require(self.respawn_backoff_max_ms >= self.respawn_backoff_ms, origin,
+                 "respawn_backoff_max_ms", "must be at least respawn_backoff_ms")
+        _require(self.start_method in START_METHODS, origin, "start_method",
+                 f"is {self.start_method!r}; allowed: {', '.join(START_METHODS)}")
+        _require(self.log_level in LOG_LEVELS, origin, "log_level",
+                 f"is {self.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
+        _require(bool(self.jobs), origin, "jobs", "is empty; list at least one module or folder")
+        _require(bool(self.state_dir), origin, "state_dir", "is empty; give a directory")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _require(ok: bool, origin: str, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{origin}: {key} {message}")
+
+
+def _type_name(key: str) -> str:
+    kind = FIELDS[key].type
+    return {"int": "an integer", "str": "a string",
+            "tuple[str, ...]": "a list of strings"}.get(str(kind), str(kind))
+
+
+def _coerce(key: str, raw: Any, origin: str) -> Any:
+    """Check `raw` against the type of option `key`; strings from the environment are parsed."""
+    if key not in FIELDS:
+        allowed = ", ".join(sorted(FIELDS))
+        raise ConfigError(f"{origin}: unknown key {key!r}; allowed keys: {allowed}")
+    kind = str(FIELDS[key].type)
+    if kind == "int":
+        if isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+    elif kind == "str":
+        if isinstance(raw, str):
+            return raw
+    elif kind == "tuple[str, ...]":
+        if isinstance(raw, str):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+            return tuple(raw)
+    raise ConfigError(f"{origin}: {key} = {raw!r} is not {_type_name(key)}")
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: the flag, then $HARUNNER_CONFIG, then the default places."""
+    chosen = explicit or env.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist or is not a file; "
+                              f"give an existing TOML file (flag --config or ${CONFIG_ENV})")
+        return path
+    for candidate in DEFAULT_FILES:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """The key/value pairs of a TOML config file; syntax errors become `ConfigError`."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error}); fix the syntax") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror})") from None
+    for key, value in data.items():
+        if isinstance(value, dict):
+            raise ConfigError(f"{path}: unexpected table [{key}]; options are top-level keys")
+    return data
+
+
+def from_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The `HARUNNER_<KEY>` variables that name options (HARUNNER_CONFIG excluded)."""
+    found = {}
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
+            key = name[len(ENV_PREFIX):].lower()
+            if key in FIELDS:
+                found[key] = value
+    return found
+
+
+def load(
+    explicit_file: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Defaults < file < environment < `overrides` (CLI flags), each layer checked."""
+    env = os.environ if env is None else env
+    config = Config()
+    path = find_config_file(explicit_file, env)
+    if path is not None:
+        config = config.with_overrides(read_file(path), str(path))
+    env_values = from_environment(env)
+    if env_values:
+        config = config.with_overrides(env_values, "environment (HARUNNER_*)")
+    if overrides:
+        config = config.with_overrides(
+            {key: value for key, value in overrides.items() if value is not None},
+            "command line")
+    return config

@@ -1,0 +1,68 @@
+"""The one exception tree of harunner.
+
+Every error a user can cause or see derives from `HarunnerError`; the CLI maps
+`exit_code` to the process exit status in one place. Messages name the thing,
+what was wrong with it, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class HarunnerError(Exception):
+    """Base of every harunner error; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(HarunnerError):
+    """The user asked for something impossible: bad flag, bad config, bad arguments."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration file, environment variable or flag has a wrong key or value."""
+
+
+class JobDefinitionError(UsageError):
+    """A job function or job module is unusable (bad decorator arguments, import error)."""
+
+
+class UnknownJobError(UsageError):
+    """A job name or job id that is not known."""
+
+
+class JobArgumentError(UsageError):
+    """A submission's arguments do not fit the job's signature or are not JSON."""
+
+
+class StoreError(HarunnerError):
+    """The checkpoint store could not do what was asked."""
+
+
+class FencedError(StoreError):
+    """A write carried a generation lower than the job's: the writer is a stale owner."""
+
+
+class StaleTransitionError(StoreError):
+    """A compare-and-set on a job record found another state or generation than expected."""
+
+
+class CorruptFileError(StoreError):
+    """A state file failed its checksum or header check, and no good version was found."""
+
+
+class LockTimeoutError(StoreError):
+    """A file lock was not acquired within its timeout (its holder may be paused)."""
+
+
+class DurabilityError(StoreError):
+    """fsync failed: the data may be lost. The process must crash-stop, never retry."""
+
+
+class DiskFullError(StoreError):
+    """The disk is full: the old version is intact, the new one was not written."""
+
+
+class ClusterError(HarunnerError):
+    """The cluster cannot start or be reached (state directory in use, no supervisor)."""
