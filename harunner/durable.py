@@ -12,14 +12,17 @@ Envelope (all integers big-endian):
 `write_atomic` follows the recipe temp file (O_EXCL, same folder) -> write ->
 fsync(file) -> os.replace -> fsync(folder), with a failpoint after each step.
 A failed fsync raises `DurabilityError` (the caller must crash-stop, never
-retry); a full disk removes the temp file, leaves the old file intact and
-raises `DiskFullError`.
+retry); a full disk (ENOSPC/EDQUOT while creating, writing or fsyncing the
+temp file, before anything was renamed) removes the temp file, leaves the old
+file intact and raises `DiskFullError`. `durable=False` skips both fsyncs, for
+soft state such as progress: still atomic, not crash-proof.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -35,6 +38,7 @@ KIND_CHECKPOINT = 2
 KIND_ACCEPTOR = 3
 KIND_PROPOSER = 4
 KIND_META = 5
+KIND_PROGRESS = 6
 MAX_PAYLOAD = 64 * 1024 * 1024
 
 WRITE_FAILPOINTS = (
@@ -55,7 +59,8 @@ def encode(kind: int, payload: bytes) -> bytes:
 def decode(data: bytes, kind: int, where: str) -> bytes:
     """The payload of an envelope of `kind`; `CorruptFileError` naming `where` otherwise."""
     if len(data) < HEADER.size:
-        raise CorruptFileError(f"{where}: truncated ({len(data)} bytes, header needs {HEADER.size})")
+        raise CorruptFileError(
+            f"{where}: truncated ({len(data)} bytes, header needs {HEADER.size})")
     magic, version, found_kind, length, crc = HEADER.unpack_from(data)
     if magic != MAGIC:
         raise CorruptFileError(f"{where}: bad magic {magic!r}; not a harunner state file")
@@ -92,13 +97,11 @@ def read(path: Path, kind: int) -> bytes:
 
 
 def _is_regular(fd: int) -> bool:
-    import stat
-
     return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _read_all(fd: int, size: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(fd, max(size, 65536))
         if not chunk:
@@ -118,20 +121,21 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, kind: int, payload: bytes) -> None:
-    """Replace `path` with an envelope of `payload`, atomically and durably."""
+def write_atomic(path: Path, kind: int, payload: bytes, durable: bool = True) -> None:
+    """Replace `path` with an envelope of `payload`, atomically and (by default) durably."""
     data = encode(kind, payload)
     folder = path.parent
     temp = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        _refuse_full_disk(error, path)
+        raise StoreError(f"cannot create {temp} ({error.strerror})") from error
     try:
         _write_all(fd, data, temp, path)
         failpoint("store.after_temp_write")
-        try:
-            os.fsync(fd)
-        except OSError as error:
-            raise DurabilityError(f"fsync of {temp} failed ({error.strerror}); {path} was not "
-                                  "updated and the process must stop") from error
+        if durable:
+            _fsync_temp(fd, temp, path)
     except BaseException:
         os.close(fd)
         _remove_quietly(temp)
@@ -144,8 +148,25 @@ def write_atomic(path: Path, kind: int, payload: bytes) -> None:
         _remove_quietly(temp)
         raise StoreError(f"cannot replace {path} ({error.strerror})") from error
     failpoint("store.after_replace")
-    fsync_dir(folder)
+    if durable:
+        fsync_dir(folder)
     failpoint("store.after_dir_fsync")
+
+
+def _fsync_temp(fd: int, temp: Path, path: Path) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        _refuse_full_disk(error, path)
+        raise DurabilityError(f"fsync of {temp} failed ({error.strerror}); {path} was not "
+                              "updated and the process must stop") from error
+
+
+def _refuse_full_disk(error: OSError, path: Path) -> None:
+    """Raise `DiskFullError` if `error` says the disk or quota is full."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"disk full while writing {path}; the previous version is "
+                            "intact. Free some space and retry") from error
 
 
 def _write_all(fd: int, data: bytes, temp: Path, path: Path) -> None:
@@ -154,9 +175,7 @@ def _write_all(fd: int, data: bytes, temp: Path, path: Path) -> None:
         try:
             written = os.write(fd, view)
         except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFullError(f"disk full while writing {path}; the previous version is "
-                                    "intact. Free some space and retry") from error
+            _refuse_full_disk(error, path)
             raise StoreError(f"cannot write {temp} ({error.strerror})") from error
         view = view[written:]
 
