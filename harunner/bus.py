@@ -25,7 +25,7 @@ class Beat:
     pid: int
     role: str
     seq: int
-    jobs: tuple[tuple[str, int], ...] = ()
+    owned: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,19 +108,5 @@ def _build(cls: type, body: dict[str, Any]) -> BusMessage:
             raise BusFrameError(f"{cls.__name__}.{name} is not an integer")
         if kind == "str" and not isinstance(value, str):
             raise BusFrameError(f"{cls.__name__}.{name} is not a string")
-        if name == "jobs":
-            value = _jobs(value)
         values[name] = value
     return cls(**values)  # type: ignore[no-any-return]
-
-
-def _jobs(value: Any) -> tuple[tuple[str, int], ...]:
-    if not isinstance(value, list):
-        raise BusFrameError("Beat.jobs is not a list")
-    out = []
-    for item in value:
-        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
-                or not isinstance(item[1], int)):
-            raise BusFrameError("Beat.jobs has a malformed entry")
-        out.append((item[0], item[1]))
-    return tuple(out)

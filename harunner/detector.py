@@ -11,7 +11,7 @@ the jobs it owned have been, or are being, taken over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from harunner.bus import Beat
@@ -31,7 +31,7 @@ class PeerView:
     role: str
     last_beat: float
     liveness: Liveness = Liveness.ALIVE
-    jobs: tuple[tuple[str, int], ...] = field(default=())
+    owned: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class FailureDetector:
         if view is None or view.liveness is Liveness.DEAD:
             events.append(Joined(beat.slot, beat.incarnation))
         self.peers[beat.slot] = PeerView(beat.slot, beat.incarnation, beat.pid, beat.role, now,
-                                         Liveness.ALIVE, beat.jobs)
+                                         Liveness.ALIVE, beat.owned)
         return events
 
     def exit_notice(self, slot: int, pid: int) -> list[Event]:
@@ -99,6 +99,12 @@ class FailureDetector:
         view.liveness = Liveness.DEAD
         self.dead[view.slot] = max(self.dead.get(view.slot, -1), view.incarnation)
         return Died(view.slot, view.incarnation, reason)
+
+    def forgive(self, now: float) -> None:
+        """After this process itself was paused, restart every live peer's silence count."""
+        for view in self.peers.values():
+            if view.liveness is not Liveness.DEAD:
+                view.last_beat = max(view.last_beat, now)
 
     def is_live(self, slot: int, incarnation: int) -> bool:
         """True if (slot, incarnation) is the newest known incarnation and not dead."""

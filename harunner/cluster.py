@@ -1,0 +1,153 @@
+"""The cluster's files outside the store: identity, slot and supervisor records, locks.
+
+    cluster.json              the cluster id (every frame carries it)
+    run/supervisor.lock       held by the live supervisor for its whole life
+    run/supervisor.json       its pid
+    run/slot-<n>.lock         held by the live runner of slot n for its whole life
+    run/slot-<n>.json         that runner's pid and incarnation
+    paxos/slot-<n>.incarnation  the slot's incarnation counter (durable, only grows)
+    logs/                     runner and supervisor logs, events.jsonl
+
+A lock held means a live process: flock is released by the kernel when its
+holder dies, SIGKILL included, so these probes never trust a stale pid file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from harunner import durable
+from harunner.errors import ClusterError, CorruptFileError
+from harunner.transport import Endpoints, make_run_dir
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def paxos(self) -> Path:
+        return self.root / "paxos"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(self.run)
+
+    @property
+    def events(self) -> Path:
+        return self.logs / "events.jsonl"
+
+    def slot_lock(self, slot: int) -> Path:
+        return self.run / f"slot-{slot}.lock"
+
+    def slot_file(self, slot: int) -> Path:
+        return self.run / f"slot-{slot}.json"
+
+    def incarnation_file(self, slot: int) -> Path:
+        return self.paxos / f"slot-{slot}.incarnation"
+
+    def prepare(self) -> None:
+        """Create the folders (state dir and run/ with mode 0700)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_run_dir(self.run)
+        self.paxos.mkdir(mode=0o700, exist_ok=True)
+        self.logs.mkdir(mode=0o700, exist_ok=True)
+
+
+def write_meta(path: Path, data: dict[str, Any]) -> None:
+    durable.write_atomic(path, durable.KIND_META, json.dumps(data).encode())
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A small JSON meta file; FileNotFoundError if absent, CorruptFileError if bad."""
+    payload = durable.read(path, durable.KIND_META)
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise CorruptFileError(f"{path}: payload is not JSON") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{path}: payload is not an object")
+    return data
+
+
+def cluster_id(layout: Layout, create: bool = False) -> str:
+    """This state directory's cluster id, created on first start."""
+    path = layout.root / "cluster.json"
+    try:
+        return str(read_meta(path)["cluster"])
+    except FileNotFoundError:
+        if not create:
+            raise ClusterError(f"{layout.root} holds no cluster yet; run `harunner start` "
+                               "first") from None
+    identity = secrets.token_hex(8)
+    write_meta(path, {"cluster": identity})
+    return identity
+
+
+def next_incarnation(layout: Layout, slot: int) -> int:
+    """Raise and return the slot's incarnation; call only while holding the slot lock."""
+    path = layout.incarnation_file(slot)
+    try:
+        current = int(read_meta(path)["incarnation"])
+    except FileNotFoundError:
+        current = 0
+    write_meta(path, {"incarnation": current + 1})
+    return current + 1
+
+
+def is_held(lock_path: Path) -> bool:
+    """True if a live process holds the flock at `lock_path`."""
+    if not lock_path.exists():
+        return False
+    lock = filelock.FileLock(str(lock_path), thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def live_slot(layout: Layout, slot: int) -> dict[str, Any] | None:
+    """The pid/incarnation record of the live runner of `slot`, or None."""
+    if not is_held(layout.slot_lock(slot)):
+        return None
+    try:
+        return read_meta(layout.slot_file(slot))
+    except (FileNotFoundError, CorruptFileError):
+        return {"pid": None, "incarnation": None}
+
+
+def live_supervisor(layout: Layout) -> int | None:
+    """The pid of the live supervisor of this state directory, or None."""
+    if not is_held(layout.run / "supervisor.lock"):
+        return None
+    try:
+        return int(read_meta(layout.run / "supervisor.json")["pid"])
+    except (FileNotFoundError, CorruptFileError, KeyError, ValueError):
+        return -1
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
