@@ -1,8 +1,9 @@
-"""The file-locked checkpoint store. (API contract; implementation in progress.)
+"""The file-locked checkpoint store: job records, checkpoints and progress on disk.
 
-Layout under the state directory:
+Layout under the state directory (created on first write, see `Store.init`):
 
     jobs/<job_id>/record         the job's record (KIND_RECORD, JSON payload)
+    jobs/<job_id>/record.prev    the record's previous good version (a hard link)
     jobs/<job_id>/ckpt.<seq>     the newest and the previous good checkpoint (KIND_CHECKPOINT)
     jobs/<job_id>/progress       soft progress, fenced but not fsynced
     jobs/<job_id>/job.log        the job's log
@@ -12,139 +13,349 @@ Layout under the state directory:
 
 Invariants: every mutation of a job happens under that job's lock, acquired
 with a timeout; the writer's generation is checked against the record's under
-that same lock; a lower generation gets `FencedError`.
+that same lock: a lower generation gets `FencedError`, a higher one (never
+granted) and any write to a job that is not RUNNING get `StaleTransitionError`.
+Every write goes through `durable.write_atomic` (checksummed, fsynced, renamed)
+and is durable before the call returns. State changes go through `advance`,
+which follows `TRANSITIONS`. Readers (`get`, `list_jobs`, `read_checkpoint`,
+`read_progress`) take no lock, so a paused writer never blocks `status`.
+
+Generations: `submit` creates a job PENDING at generation 0. `assign` moves
+PENDING@g to RUNNING@g+1 (attempts + 1). `take_over` raises a RUNNING job to a
+higher generation and owner (attempts unchanged: the new owner resumes the
+same attempt from its checkpoint). `finish` with a retry sets PENDING again at
+the same generation; the next `assign` raises it. `cancel` sets CANCELLED at
+generation + 1, which fences the owner still running.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEDULER_JOB = "__scheduler__"
+import filelock
 
+from harunner import store_files as files
+from harunner.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
+from harunner.errors import (
+    CorruptFileError,
+    JobArgumentError,
+    LockTimeoutError,
+    StaleTransitionError,
+    StoreError,
+    UnknownJobError,
+)
+from harunner.failpoints import failpoint
+from harunner.store_model import (
+    SCHEDULER_JOB,
+    TRANSITIONS,
+    Checkpoint,
+    JobRecord,
+    JobState,
+    Owner,
+    Progress,
+    advance,
+    check_writer,
+    checkpoint_from,
+    owner_name,
+    progress_from,
+    record_from,
+    record_to_dict,
+    stamp,
+    state_json,
+    to_json,
+)
 
-class JobState(str, Enum):
-    """Where a job is in its life. Transitions are in `TRANSITIONS`."""
+log = logging.getLogger("harunner.store")
 
-    PENDING = "pending"      # waiting for the scheduler (new, or a retry waiting for not_before)
-    RUNNING = "running"      # owned by a runner at `generation`
-    SUCCEEDED = "succeeded"  # finished with a result
-    FAILED = "failed"        # finished with an error, retries exhausted
-    CANCELLED = "cancelled"  # cancelled by the user
+CHECKPOINT_FAILPOINTS = ("store.checkpoint.before_write", *WRITE_FAILPOINTS,
+                         "store.checkpoint.before_prune", "store.checkpoint.after_prune")
+RECORD_FAILPOINTS = ("store.record.before_write", "store.record.after_keep_previous",
+                     *WRITE_FAILPOINTS)
+FAILPOINTS = tuple(dict.fromkeys(CHECKPOINT_FAILPOINTS + RECORD_FAILPOINTS))
 
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.RUNNING, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset({JobState.RUNNING, JobState.PENDING, JobState.SUCCEEDED,
-                                 JobState.FAILED, JobState.CANCELLED}),
-    JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELLED: frozenset(),
-}
-
-
-@dataclass(frozen=True)
-class Owner:
-    """A runner incarnation: slot number and the incarnation counter of that slot."""
-
-    slot: int
-    incarnation: int
-
-
-@dataclass(frozen=True)
-class Progress:
-    done: float
-    total: float | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A job's durable record."""
-
-    job_id: str
-    name: str
-    args: dict[str, Any]
-    state: JobState
-    generation: int = 0
-    owner: Owner | None = None
-    attempts: int = 0
-    retries: int = 0
-    backoff: float = 1.0
-    timeout: float | None = None
-    not_before: float = 0.0
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    result: Any = None
-    error: str | None = None
-    history: tuple[str, ...] = field(default=())
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    job_id: str
-    generation: int
-    seq: int
-    state: dict[str, Any]
+__all__ = ["CHECKPOINT_FAILPOINTS", "FAILPOINTS", "RECORD_FAILPOINTS", "SCHEDULER_JOB",
+           "TRANSITIONS", "Checkpoint", "JobRecord", "JobState", "Owner", "Progress", "Store",
+           "advance", "check_writer"]
 
 
 class Store:
-    """One state directory. All methods are safe across processes."""
+    """One state directory. All methods are safe across processes and threads.
 
-    def __init__(self, root: Path, lock_timeout: float = 2.0) -> None:
+    `lock_timeout` bounds every lock wait (seconds); `clock` gives wall-clock
+    time for the timestamps stored in records (never used for timeouts).
+    """
+
+    def __init__(self, root: Path, lock_timeout: float = 2.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
         self.lock_timeout = lock_timeout
+        self.clock = clock
+        self.corrupt_seen = 0
+        self._locks: dict[Path, filelock.FileLock] = {}
+        self._ready = False
 
-    def submit(self, name: str, args: dict[str, Any], *, retries: int = 0,
-               backoff: float = 1.0, timeout: float | None = None) -> JobRecord:
-        """Create a PENDING job; returns only once its record is durable."""
-        raise NotImplementedError
+    def init(self) -> None:
+        """Create the state directory and its folders (durably) if missing; idempotent."""
+        if not self._ready:
+            files.make_layout(self.root)
+            files.warn_if_network(self.root)
+            self._ready = True
+
+    # -- reading (no lock) ----------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record; `UnknownJobError` if there is none."""
-        raise NotImplementedError
+        found = self._read_record(job_id)
+        if found is None:
+            raise UnknownJobError(f"no job with id {job_id}; `harunner status` lists jobs")
+        return found[0]
 
     def list_jobs(self, states: set[JobState] | None = None) -> list[JobRecord]:
-        """Records, oldest first, optionally only those in `states`."""
-        raise NotImplementedError
-
-    def assign(self, job_id: str, owner: Owner, expected_generation: int) -> JobRecord:
-        """CAS PENDING@expected_generation -> RUNNING@expected_generation+1 by `owner`."""
-        raise NotImplementedError
-
-    def take_over(self, job_id: str, generation: int, owner: Owner) -> JobRecord:
-        """Raise a RUNNING job to `generation` (> the record's) with `owner`; idempotent."""
-        raise NotImplementedError
+        """Records, oldest first, optionally only those in `states`; unreadable ones are skipped."""
+        try:
+            names = os.listdir(self.root / "jobs")
+        except FileNotFoundError:
+            return []
+        records = []
+        for name in names:
+            try:
+                found = self._read_record(name) if files.valid_job_id(name) else None
+            except CorruptFileError as error:
+                log.warning("skipping job %s: %s", name, error)
+                continue
+            if found is not None and (states is None or found[0].state in states):
+                records.append(found[0])
+        return sorted(records, key=lambda record: (record.created_at, record.job_id))
 
     def read_checkpoint(self, job_id: str) -> Checkpoint | None:
         """The newest valid checkpoint, skipping (and reporting) a corrupt newest one."""
-        raise NotImplementedError
+        folder = self._existing_folder(job_id)
+        return files.read_newest_checkpoint(  # type: ignore[no-any-return]
+            folder, lambda data, seq: checkpoint_from(data, job_id, seq), self._report)
+
+    def read_progress(self, job_id: str) -> Progress | None:
+        """The job's last progress, or None if there is none or it is unreadable."""
+        try:
+            found = files.load(self._folder(job_id) / files.PROGRESS, KIND_PROGRESS,
+                               lambda data: progress_from(data, job_id))
+        except (FileNotFoundError, CorruptFileError):
+            return None
+        return found  # type: ignore[no-any-return]
+
+    def log_path(self, job_id: str) -> Path:
+        """Where the job's log goes: jobs/<job_id>/job.log."""
+        return self._folder(job_id) / "job.log"
+
+    # -- writing (under the job's lock) ---------------------------------------------
+
+    def submit(self, name: str, args: dict[str, Any], *, retries: int = 0,
+               backoff: float = 1.0, timeout: float | None = None,
+               job_id: str | None = None) -> JobRecord:
+        """Create a PENDING job; returns only once its record is durable.
+
+        With an explicit `job_id` (such as `SCHEDULER_JOB`) submit is idempotent:
+        if that job exists, its record is returned unchanged.
+        """
+        try:
+            to_json(args)
+        except (TypeError, ValueError) as error:
+            raise JobArgumentError(f"arguments of {name} are not JSON: {error}") from None
+        self.init()
+        for _ in range(10):
+            chosen = job_id or files.new_job_id(self.clock(), os.urandom(2))
+            created = self._create(chosen, name, args, retries, backoff, timeout, job_id is None)
+            if created is not None:
+                return created
+        raise StoreError(f"could not find a free job id under {self.root / 'jobs'}")
+
+    def _create(self, job_id: str, name: str, args: dict[str, Any], retries: int,
+                backoff: float, timeout: float | None, fresh: bool) -> JobRecord | None:
+        folder = self._folder(job_id)
+        with self.job_lock(job_id):
+            if not files.make_job_dir(folder):
+                if fresh:
+                    return None
+                existing = self._read_record(job_id)
+                if existing is not None:
+                    return existing[0]
+            now = self.clock()
+            record = JobRecord(job_id=job_id, name=name, args=args, state=JobState.PENDING,
+                               retries=retries, backoff=backoff, timeout=timeout,
+                               created_at=now, updated_at=now,
+                               history=(f"{stamp(now)} pending@0 submitted",))
+            files.write_record(folder, to_json(record_to_dict(record)).encode(), False)
+            return record
+
+    def assign(self, job_id: str, owner: Owner, expected_generation: int) -> JobRecord:
+        """CAS PENDING@expected_generation -> RUNNING@expected_generation+1 by `owner`."""
+        def change(record: JobRecord) -> JobRecord:
+            if record.state is not JobState.PENDING or record.generation != expected_generation:
+                raise StaleTransitionError(
+                    f"job {job_id}: assign expected pending@{expected_generation}, found "
+                    f"{record.state.value}@{record.generation}")
+            return advance(record, JobState.RUNNING, now=self.clock(),
+                           note=f"assigned to {owner_name(owner)}",
+                           generation=expected_generation + 1, owner=owner,
+                           attempts=record.attempts + 1)
+        return self._update(job_id, change)
+
+    def take_over(self, job_id: str, generation: int, owner: Owner) -> JobRecord:
+        """Raise a RUNNING job to `generation` (> the record's) with `owner`; idempotent."""
+        def change(record: JobRecord) -> JobRecord:
+            running = record.state is JobState.RUNNING
+            if running and (record.generation, record.owner) == (generation, owner):
+                return record
+            if not running or record.generation >= generation:
+                raise StaleTransitionError(
+                    f"job {job_id} is {record.state.value}@{record.generation} owned by "
+                    f"{owner_name(record.owner)}; {owner_name(owner)} cannot take it over at "
+                    f"generation {generation} (needs a running job below that generation)")
+            return advance(record, JobState.RUNNING, now=self.clock(),
+                           note=f"taken over by {owner_name(owner)}",
+                           generation=generation, owner=owner)
+        return self._update(job_id, change)
 
     def write_checkpoint(self, job_id: str, generation: int, state: dict[str, Any]) -> int:
         """Durably store `state` as the next checkpoint; returns its seq; fenced."""
-        raise NotImplementedError
+        text = state_json(job_id, state)
+        with self.job_lock(job_id):
+            failpoint("store.checkpoint.before_write")
+            check_writer(self._locked_record(job_id)[0], generation)
+            return self._append_checkpoint(job_id, generation, text)
+
+    def _append_checkpoint(self, job_id: str, generation: int, text: str) -> int:
+        """Write checkpoint max(seq)+1 and prune; the caller holds the lock and checked fencing."""
+        folder = self._folder(job_id)
+        older = files.checkpoint_seqs(folder)
+        seq = (older[-1] if older else 0) + 1
+        payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
+                   f'"seq":{seq},"state":{text}}}')
+        write_atomic(files.checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
+        failpoint("store.checkpoint.before_prune")
+        files.prune_checkpoints(folder, older, lambda old: self._checkpoint_good(job_id, old))
+        failpoint("store.checkpoint.after_prune")
+        return seq
 
     def set_progress(self, job_id: str, generation: int, progress: Progress) -> None:
-        """Record soft progress; fenced."""
-        raise NotImplementedError
-
-    def read_progress(self, job_id: str) -> Progress | None:
-        raise NotImplementedError
+        """Record soft progress (atomic, not fsynced); fenced."""
+        payload = to_json({"job_id": job_id, "generation": generation,
+                            **dataclasses.asdict(progress)})
+        with self.job_lock(job_id):
+            check_writer(self._locked_record(job_id)[0], generation)
+            write_atomic(self._folder(job_id) / files.PROGRESS, KIND_PROGRESS,
+                         payload.encode(), durable=False)
 
     def finish(self, job_id: str, generation: int, *, result: Any = None,
                error: str | None = None, retry_at: float | None = None) -> JobRecord:
         """End an attempt: SUCCEEDED, FAILED, or PENDING again until `retry_at`; fenced."""
-        raise NotImplementedError
+        def change(record: JobRecord) -> JobRecord:
+            check_writer(record, generation)
+            now = self.clock()
+            if error is not None and retry_at is not None:
+                return advance(record, JobState.PENDING, now=now, note=f"retry: {error}"[:200],
+                               owner=None, not_before=retry_at, error=error)
+            if error is not None:
+                return advance(record, JobState.FAILED, now=now, note="failed", error=error)
+            try:
+                to_json(result)
+            except (TypeError, ValueError) as bad:
+                message = f"result is not JSON-serialisable: {bad}"
+                return advance(record, JobState.FAILED, now=now, note="failed", error=message)
+            return advance(record, JobState.SUCCEEDED, now=now, note="succeeded",
+                           result=result, error=None)
+        return self._update(job_id, change)
 
     def cancel(self, job_id: str) -> JobRecord:
         """CANCELLED at generation + 1, which fences the running owner."""
-        raise NotImplementedError
+        def change(record: JobRecord) -> JobRecord:
+            if record.state.finished:
+                raise StaleTransitionError(f"job {job_id} is already {record.state.value}; "
+                                           "there is nothing to cancel")
+            return advance(record, JobState.CANCELLED, now=self.clock(), note="cancelled",
+                           generation=record.generation + 1)
+        return self._update(job_id, change)
 
-    def log_path(self, job_id: str) -> Path:
-        raise NotImplementedError
+    # -- locking and the record -----------------------------------------------------
+
+    @contextlib.contextmanager
+    def job_lock(self, job_id: str) -> Iterator[None]:
+        """Hold the job's file lock (re-entrant within a thread), waiting at most lock_timeout."""
+        self.init()
+        path = self.root / "locks" / f"{self._checked_id(job_id)}.lock"
+        lock = self._locks.get(path)
+        if lock is None:
+            lock = self._locks[path] = filelock.FileLock(path, mode=0o600,
+                                                          fallback_to_soft=False)
+        try:
+            lock.acquire(timeout=self.lock_timeout)
+        except filelock.Timeout:
+            raise LockTimeoutError(
+                f"job {job_id}: lock {path} not acquired within {self.lock_timeout:g} s; its "
+                "holder may be paused (SIGSTOP) or hung: fencing makes it harmless once the "
+                "job has a new owner; kill it if it does not resume") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _update(self, job_id: str, change: Callable[[JobRecord], JobRecord]) -> JobRecord:
+        """Apply `change` to the record under the job's lock and store the result."""
+        self._existing_folder(job_id)
+        with self.job_lock(job_id):
+            record, from_newest = self._locked_record(job_id)
+            new = change(record)
+            if new is not record:
+                payload = to_json(record_to_dict(new)).encode()
+                files.write_record(self._folder(job_id), payload, from_newest)
+            return new
+
+    def _locked_record(self, job_id: str) -> tuple[JobRecord, bool]:
+        found = self._read_record(job_id)
+        if found is None:
+            raise UnknownJobError(f"no job with id {job_id}; `harunner status` lists jobs")
+        return found
+
+    def _read_record(self, job_id: str) -> tuple[JobRecord, bool] | None:
+        if not files.valid_job_id(job_id):
+            return None
+        try:
+            return files.read_record(self._folder(job_id),
+                                     lambda data: record_from(data, job_id), self._report)
+        except NotADirectoryError:
+            return None
+
+    def _checkpoint_good(self, job_id: str, seq: int) -> bool:
+        try:
+            files.load(files.checkpoint_path(self._folder(job_id), seq), KIND_CHECKPOINT,
+                       lambda data: checkpoint_from(data, job_id, seq))
+        except (FileNotFoundError, CorruptFileError) as error:
+            log.warning("removing bad checkpoint %s of job %s: %s", seq, job_id, error)
+            return False
+        return True
+
+    def _report(self, path: Path, error: CorruptFileError) -> None:
+        self.corrupt_seen += 1
+        log.warning("corrupt state file %s: %s; trying the previous version", path, error)
+
+    def _folder(self, job_id: str) -> Path:
+        return self.root / "jobs" / self._checked_id(job_id)
+
+    def _existing_folder(self, job_id: str) -> Path:
+        folder = self._folder(job_id)
+        if not folder.is_dir():
+            raise UnknownJobError(f"no job with id {job_id}; `harunner status` lists jobs")
+        return folder
+
+    def _checked_id(self, job_id: str) -> str:
+        if not files.valid_job_id(job_id):
+            raise UnknownJobError(f"no job with id {job_id!r}; job ids are letters, digits, "
+                                  "'-' and '_'; `harunner status` lists jobs")
+        return job_id
