@@ -1,13 +1,327 @@
-"""The job API: `@job`, `Context`, job discovery. (Contract; implementation in progress.)"""
+"""The job API: `@job`, `JobSpec`, `Context`, durations and argument checks.
+
+Responsibilities:
+- `job` turns a plain function into a job: it attaches a frozen `JobSpec`
+  (`fn.job_spec`) and registers it under its module, and returns the function
+  unchanged, so it stays callable as a plain function (handy in tests).
+- `check_arguments` and `parse_cli_arguments` check a submission's arguments
+  against the job's signature and JSON; `retry_delay` is the back-off policy.
+- `Context` is what a running job sees: its last checkpoint's state, and
+  fenced `checkpoint`, `progress` and `log`.
+
+Invariants: a job's name is unique within the modules discovery imports;
+every argument, checkpoint state and result is JSON (it survives
+`json.loads(json.dumps(value))`); everything a job writes through its Context
+carries its generation, so a stale owner's writes are refused (`FencedError`).
+Layering: this module depends on `harunner.store` and `harunner.errors` only.
+Discovery (importing job modules) lives in `harunner.discovery`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harunner.errors import FencedError, JobArgumentError, JobDefinitionError
+from harunner.store import Checkpoint, JobRecord, Progress
+
+if TYPE_CHECKING:
+    from harunner.store import Store
+
+MAX_BACKOFF = 3600.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+
+# module name -> job name -> spec; filled by `job` when a job module is imported.
+_registry: dict[str, dict[str, JobSpec]] = {}
 
 
-def job(fn: Any = None, **options: Any) -> Any:
-    raise NotImplementedError
+@dataclass(frozen=True)
+class JobSpec:
+    """A job's definition: its name, function and retry/timeout policy (seconds)."""
+
+    name: str
+    function: Callable[..., Any]
+    retries: int
+    backoff: float
+    timeout: float | None
+    module: str
+
+    @property
+    def signature(self) -> str:
+        """The function's signature as written, for error messages."""
+        signature = inspect.signature(self.function)
+        params = [param.replace(annotation=_unquoted(param.annotation))
+                  for param in signature.parameters.values()]
+        shown = signature.replace(parameters=params, return_annotation=signature.empty)
+        return f"{self.function.__name__}{shown}"
+
+
+class _Annotation(str):
+    """An annotation written as a string (PEP 563), shown without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _unquoted(annotation: Any) -> Any:
+    return _Annotation(annotation) if isinstance(annotation, str) else annotation
+
+
+def parse_duration(value: Any, what: str) -> float:
+    """Seconds from a number or a string like "500ms", "30s", "5m", "2h", "1d"."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise JobDefinitionError(f"{what} = {value!r} is not a duration; "
+                                 "give seconds or a string like '500ms', '30s', '5m', '2h', '1d'")
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise JobDefinitionError(f"{what} = {value!r} is not a duration; "
+                                     "use a number with a unit ms, s, m, h or d, e.g. '30s'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise JobDefinitionError(f"{what} = {value!r} must be a finite, non-negative duration")
+    return seconds
+
+
+def retry_delay(backoff: float, attempt: int) -> float:
+    """Seconds to wait before retrying after failed attempt `attempt` (1-based), capped."""
+    return min(backoff * 2.0 ** max(attempt - 1, 0), MAX_BACKOFF)
+
+
+def retry_at(record: JobRecord, now: float) -> float | None:
+    """When to retry after this record's attempt failed (wall clock), or None if exhausted."""
+    if record.attempts <= record.retries:
+        return now + retry_delay(record.backoff, record.attempts)
+    return None
+
+
+def job(fn: Callable[..., Any] | None = None, *, name: str | None = None, retries: int = 0,
+        backoff: float | str = "1s", timeout: float | str | None = None) -> Any:
+    """Declare a job: `@job` or `@job(name=None, retries=0, backoff="1s", timeout=None)`."""
+    if fn is not None and not callable(fn):
+        raise JobDefinitionError(f"@job got {fn!r} instead of a function; to name the job "
+                                 f"write @job(name={fn!r})")
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        spec = _make_spec(function, name, retries, backoff, timeout)
+        _register(spec)
+        function.job_spec = spec  # type: ignore[attr-defined]
+        return function
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def spec_of(function: Any) -> JobSpec | None:
+    """The `JobSpec` attached by `@job`, or None."""
+    spec = getattr(function, "job_spec", None)
+    return spec if isinstance(spec, JobSpec) else None
+
+
+def registered(module: str) -> dict[str, JobSpec]:
+    """The jobs registered so far by module `module` (a copy)."""
+    return dict(_registry.get(module, {}))
+
+
+def forget(module: str) -> None:
+    """Drop module `module`'s registrations (before it is imported again)."""
+    _registry.pop(module, None)
+
+
+def _make_spec(function: Callable[..., Any], name: str | None, retries: Any, backoff: Any,
+               timeout: Any) -> JobSpec:
+    where = f"@job on {getattr(function, '__module__', '?')}.{function.__qualname__}"
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise JobDefinitionError(f"{where}: retries = {retries!r} must be an integer >= 0")
+    backoff_s = parse_duration(backoff, f"{where}: backoff")
+    timeout_s = None if timeout is None else parse_duration(timeout, f"{where}: timeout")
+    if timeout_s == 0:
+        raise JobDefinitionError(f"{where}: timeout = {timeout!r} must be positive (or None)")
+    _check_callable_shape(function, where)
+    return JobSpec(_job_name(function, name, where), function, retries, backoff_s, timeout_s,
+                   function.__module__)
+
+
+def _job_name(function: Callable[..., Any], name: str | None, where: str) -> str:
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise JobDefinitionError(f"{where}: name = {name!r} must be a non-empty string "
+                                     "without surrounding spaces")
+        return name
+    if "<locals>" in function.__qualname__:
+        raise JobDefinitionError(f"{where}: a job defined inside a function needs name=...; "
+                                 "better, define it at the top level of its module")
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _check_callable_shape(function: Callable[..., Any], where: str) -> None:
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError) as error:
+        raise JobDefinitionError(f"{where}: cannot read the signature ({error})") from None
+    first_ok = params and params[0].kind in (params[0].POSITIONAL_ONLY,
+                                             params[0].POSITIONAL_OR_KEYWORD)
+    if not first_ok:
+        raise JobDefinitionError(f"{where}: the first parameter must take the Context, "
+                                 "e.g. def my_job(ctx, ...)")
+    for param in params[1:]:
+        if param.kind is param.POSITIONAL_ONLY:
+            raise JobDefinitionError(f"{where}: parameter {param.name!r} is positional-only; "
+                                     "job arguments are passed by name")
+
+
+def _register(spec: JobSpec) -> None:
+    jobs = _registry.setdefault(spec.module, {})
+    old = jobs.get(spec.name)
+    if old is not None and old.function.__qualname__ != spec.function.__qualname__:
+        raise JobDefinitionError(
+            f"job name {spec.name!r} is used twice in module {spec.module}: by "
+            f"{old.function.__qualname__} and {spec.function.__qualname__}; rename one")
+    jobs[spec.name] = spec
+
+
+def to_json(value: Any, what: str) -> Any:
+    """`value` after a JSON round trip; `TypeError` naming `what` if it is not JSON."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{what} is not JSON-serialisable: {error}") from None
+
+
+def check_arguments(spec: JobSpec, args: Mapping[str, Any]) -> dict[str, Any]:
+    """`args` checked against the job's signature and JSON; returns the JSON round trip."""
+    params = list(inspect.signature(spec.function).parameters.values())[1:]
+    named = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    where = f"job {spec.name!r} (signature {spec.signature})"
+    for key in args:
+        if not isinstance(key, str):
+            raise JobArgumentError(f"{where}: argument name {key!r} is not a string")
+        if key not in named and not takes_any:
+            raise JobArgumentError(f"{where} has no parameter {key!r}; "
+                                   f"known: {', '.join(named) or 'none'}")
+    missing = [n for n, p in named.items() if p.default is p.empty and n not in args]
+    if missing:
+        raise JobArgumentError(f"{where}: missing required argument(s) {', '.join(missing)}; "
+                               f"give them as --arg {missing[0]}=VALUE")
+    try:
+        return to_json(dict(args), f"arguments of {where}")
+    except TypeError as error:
+        raise JobArgumentError(str(error)) from None
+
+
+def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
+    """`--arg key=value` strings as a dict; a value that parses as JSON is taken as JSON."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise JobArgumentError(f"--arg {item!r} is not KEY=VALUE with KEY a parameter name; "
+                                   "e.g. --arg folder=/data or --arg count=3")
+        if key in parsed:
+            raise JobArgumentError(f"--arg {key} is given twice; give each argument once")
+        parsed[key] = _json_or_text(text)
+    return parsed
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 class Context:
-    pass
+    """What a running job sees: its identity, last state, and fenced writes."""
+
+    def __init__(self, store: Store, record: JobRecord, checkpoint: Checkpoint | None,
+                 logger: logging.Logger) -> None:
+        self._store = store
+        self.record = record
+        self.job_id = record.job_id
+        self.name = record.name
+        self.attempt = record.attempts
+        self.generation = record.generation
+        self.args = dict(record.args)
+        self.state: dict[str, Any] = to_json(checkpoint.state, "checkpoint") if checkpoint else {}
+        self.resumed = checkpoint is not None
+        self.log = logger
+        self.fenced = False
+
+    def checkpoint(self, state: dict[str, Any]) -> int:
+        """Durably save `state` as this job's newest checkpoint; returns its sequence number."""
+        if not isinstance(state, dict):
+            raise TypeError(f"job {self.name}: checkpoint state must be a dict, not "
+                            f"{type(state).__name__}")
+        saved = to_json(state, f"checkpoint state of job {self.name}")
+        seq = self._fenced(self._store.write_checkpoint, self.job_id, self.generation, saved)
+        self.state = saved
+        return int(seq)
+
+    def progress(self, done: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        """Report soft progress (shown by `harunner status`); fenced, not fsynced."""
+        self._fenced(self._store.set_progress, self.job_id, self.generation,
+                     Progress(done, total, message))
+
+    def _fenced(self, write: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return write(*args)
+        except FencedError:
+            self.fenced = True
+            raise
+
+
+class _GenerationFilter(logging.Filter):
+    def __init__(self, generation: int, attempt: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.attempt = attempt
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.generation = self.generation
+        record.attempt = self.attempt
+        return True
+
+
+LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %(message)s"
+
+
+def job_logger(store: Store, record: JobRecord) -> logging.Logger:
+    """A logger appending to the job's log file, each line with time and generation."""
+    path = store.log_path(record.job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"harunner.job.{record.job_id}")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_GenerationFilter(record.generation, record.attempts))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger
+
+
+def discover(entries: Sequence[str]) -> dict[str, JobSpec]:
+    """Import the job modules of config `jobs` entries; see `harunner.discovery.discover`."""
+    from harunner import discovery
+
+    return discovery.discover(entries)
+
+
+def find(entries: Sequence[str], name: str) -> JobSpec:
+    """The job named `name`; see `harunner.discovery.find`."""
+    from harunner import discovery
+
+    return discovery.find(entries, name)
