@@ -1,0 +1,77 @@
+"""The Paxos shell of a runner: durable state, frames in and out, decisions.
+
+It wraps the pure `harunner.paxos.Node` and does its I/O. The one rule it
+exists to keep is in `apply`: new acceptor and proposer state is persisted
+(fsync) before any message of the same step leaves the process, so a
+restarted slot never forgets a promise or a vote it gave.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from harunner.paxos import Effects, InstanceKey, Node, Value, codec, storage
+
+log = logging.getLogger("harunner.consensus")
+
+Send = Callable[[int, bytes], bool]
+
+
+class Consensus:
+    """One slot's Paxos node with its files and its peer link."""
+
+    def __init__(self, slot: int, slots: tuple[int, ...], paxos_dir: Path, cluster: str,
+                 send: Send, timeout: float) -> None:
+        self.slot = slot
+        self.cluster = cluster
+        self.send = send
+        storage.initialize(paxos_dir, slot)
+        self.acceptor_path = storage.acceptor_path(paxos_dir, slot)
+        self.proposer_path = storage.proposer_path(paxos_dir, slot)
+        acceptor = storage.load_acceptor(self.acceptor_path)
+        if not acceptor.usable:
+            log.error("slot %d does not vote: %s", slot, acceptor.reason)
+        proposer = storage.load_proposer(self.proposer_path)
+        self.node = Node(slot, slots, acceptor, proposer, timeout=timeout)
+        self.rejected = 0
+
+    def propose(self, values: Mapping[InstanceKey, Value], now: float,
+                rng: random.Random) -> dict[InstanceKey, Value]:
+        return self.apply(self.node.propose(values, now, rng), now, rng)
+
+    def receive(self, frame: bytes, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
+        """Feed one frame from a peer; malformed or foreign frames are counted and dropped."""
+        try:
+            message = codec.decode(frame, self.cluster)
+        except codec.CodecError as error:
+            self.rejected += 1
+            log.debug("dropped a peer frame: %s", error)
+            return {}
+        return self.apply(self.node.receive(message, now, rng), now, rng)
+
+    def tick(self, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
+        return self.apply(self.node.tick(now, rng), now, rng)
+
+    def apply(self, effects: Effects, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
+        """Carry out `effects` (and those of messages to self); return the new decisions."""
+        decided: dict[InstanceKey, Value] = {}
+        queue = deque([effects])
+        while queue:
+            step = queue.popleft()
+            # Persist, then send. A Promise or Accepted that left before its state was
+            # durable could be forgotten by a crash, and two values could be chosen.
+            if step.acceptor_state is not None:
+                storage.save_acceptor(self.acceptor_path, step.acceptor_state)
+            if step.proposer_state is not None:
+                storage.save_proposer(self.proposer_path, step.proposer_state)
+            for destination, message in step.send:
+                if destination == self.slot:
+                    queue.append(self.node.receive(message, now, rng))
+                else:
+                    self.send(destination, codec.encode(message, self.cluster))
+            decided.update(step.decided)
+        return decided

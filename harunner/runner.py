@@ -1,0 +1,359 @@
+"""A runner process: one slot of the cluster.
+
+It heartbeats on the bus from its main loop, votes and proposes in Paxos, owns
+jobs and runs each in a worker process (the executor). The runner that owns
+the `__scheduler__` record is the primary and assigns pending jobs.
+
+Invariants:
+- one live process per slot: the slot lock is held for the whole life;
+- beats come from the main loop only, so a stuck runner stops beating;
+- Paxos state is persisted before any message of the same step is sent
+  (`harunner.consensus.Consensus.apply`);
+- a runner that learns it lost a job (a newer generation in the store or on
+  the bus) kills its worker for that job at once;
+- timeouts use the monotonic clock; the seeded `random.Random` lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import filelock
+import zmq
+
+from harunner import bus, cluster
+from harunner.config import Config
+from harunner.consensus import Consensus
+from harunner.detector import Died, FailureDetector
+from harunner.errors import (
+    ClusterError,
+    LockTimeoutError,
+    StaleTransitionError,
+    StoreError,
+    UnknownJobError,
+)
+from harunner.events import EventLog
+from harunner.executor import Executor
+from harunner.paxos import InstanceKey, Value
+from harunner.scheduler import Scheduler
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
+from harunner.takeover import Takeover
+from harunner.transport import SUPERVISOR, BindGuard, PeerLink, Publisher, Subscriber
+
+log = logging.getLogger("harunner.runner")
+EXIT_SLOT_BUSY = 3
+RECONCILE_EVERY = 0.1
+
+
+class Runner:
+    """The I/O shell around the detector, the Paxos node, the scheduler and the executor."""
+
+    def __init__(self, config: Config, slot: int) -> None:
+        self.config = config
+        self.slot = slot
+        self.layout = cluster.Layout(config.state_path)
+        self.slot_lock = filelock.FileLock(str(self.layout.slot_lock(slot)), thread_local=False)
+        try:
+            self.slot_lock.acquire(timeout=config.stop_timeout_ms / 1000)
+        except filelock.Timeout:
+            raise ClusterError(f"slot {slot} is held by another live runner") from None
+        self.incarnation = cluster.next_incarnation(self.layout, slot)
+        self.me = Owner(slot, self.incarnation)
+        cluster.write_meta(self.layout.slot_file(slot),
+                           {"pid": os.getpid(), "incarnation": self.incarnation})
+        self.cluster = cluster.cluster_id(self.layout)
+        self.rng = random.Random(os.getpid() ^ time.monotonic_ns())
+        self.store = Store(config.state_path, config.lock_timeout_ms / 1000)
+        self.events = EventLog(self.layout.events, f"runner-{slot}")
+        self.stopping = False
+        self._open_sockets()
+        started = time.monotonic()
+        self.detector = FailureDetector(config.heartbeat_ms * config.suspect_after / 1000,
+                                        config.hang_timeout_ms / 1000)
+        self.takeover = Takeover(self.me, config.paxos_timeout_ms / 1000,
+                                 config.hang_timeout_ms / 1000, started)
+        self.scheduler = Scheduler(self.store)
+        self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
+                                 config.start_method, config.worker_grace_ms / 1000)
+        self.primary_generation = 0
+        self.seq = 0
+        self.next_beat = 0.0
+        self.next_reconcile = 0.0
+        self.last_loop = started
+
+    def _open_sockets(self) -> None:
+        slots = tuple(range(self.config.slots))
+        endpoints = self.layout.endpoints
+        self.context = zmq.Context()
+        self.guard = BindGuard()
+        self.publisher = Publisher(self.context, self.guard, endpoints.bus(self.slot))
+        self.subscriber = Subscriber(
+            self.context, [endpoints.bus(s) for s in slots] + [endpoints.bus(SUPERVISOR)])
+        self.link = PeerLink(self.context, self.guard, endpoints, self.slot, slots)
+        self.consensus = Consensus(self.slot, slots, self.layout.paxos, self.cluster,
+                                   self.link.send, self.config.paxos_timeout_ms / 1000)
+
+    # -- the main loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("runner slot %d incarnation %d up (pid %d)", self.slot, self.incarnation,
+                 os.getpid())
+        self.events.emit("runner_started", slot=self.slot, incarnation=self.incarnation,
+                         pid=os.getpid())
+        while not self.stopping:
+            self.step()
+
+    def step(self) -> None:
+        """One turn of the loop: beat, wait for input, handle it, run the duties."""
+        now = time.monotonic()
+        if now - self.last_loop > self.config.hang_timeout_ms / 2000:
+            self._after_pause(now)
+        self.last_loop = now
+        if now >= self.next_beat:
+            self._beat(now)
+        self._wait(max(0.0, min(self.next_beat - now, 0.01)))
+        now = time.monotonic()
+        self._read_bus(now)
+        for frame in self.link.drain():
+            self._learn(self.consensus.receive(frame, now, self.rng))
+        self._reap_workers(now)
+        for event in self.detector.tick(now):
+            self._on_death(event)
+        self._learn(self.consensus.tick(now, self.rng))
+        if now >= self.next_reconcile:
+            self.next_reconcile = now + RECONCILE_EVERY
+            self._reconcile(now)
+        if self.primary_generation:
+            self.scheduler.tick(now, time.time(), self._live_owners(), self._load(), self.me,
+                                self._assigned)
+
+    def _wait(self, timeout: float) -> None:
+        poller = zmq.Poller()
+        poller.register(self.subscriber.socket, zmq.POLLIN)
+        poller.register(self.link.inbound, zmq.POLLIN)
+        for fd in self.executor.sentinels():
+            poller.register(fd, zmq.POLLIN)
+        poller.poll(timeout * 1000)
+
+    def _after_pause(self, now: float) -> None:
+        """This process was paused (SIGSTOP, swap): check ownership before anything else."""
+        log.warning("runner slot %d was paused for %.0f ms", self.slot,
+                    (now - self.last_loop) * 1000)
+        self.detector.forgive(now)
+        self._reconcile(now)
+
+    def _beat(self, now: float) -> None:
+        self.seq += 1
+        self.next_beat = now + self.config.heartbeat_ms / 1000
+        role = "primary" if self.primary_generation else "standby"
+        beat = bus.Beat(self.slot, self.incarnation, os.getpid(), role, self.seq,
+                        len(self.executor.running()))
+        self.publisher.publish(bus.encode(beat, self.cluster))
+
+    def _read_bus(self, now: float) -> None:
+        for frame in self.subscriber.drain():
+            try:
+                message = bus.decode(frame, self.cluster)
+            except bus.BusFrameError:
+                continue
+            if isinstance(message, bus.Beat) and message.slot != self.slot:
+                for event in self.detector.beat(message, now):
+                    if isinstance(event, Died):
+                        self._on_death(event)
+            elif isinstance(message, bus.ExitNotice):
+                self.events.emit("exit_notice", slot=message.slot, pid=message.pid)
+                for event in self.detector.exit_notice(message.slot, message.pid):
+                    self._on_death(event)
+            elif isinstance(message, bus.OwnerChange):
+                self._on_owner_change(message)
+            elif isinstance(message, bus.Poke):
+                self.scheduler.poke()
+
+    # -- ownership -----------------------------------------------------------------------
+
+    def _on_death(self, event: Died) -> None:
+        log.warning("runner slot %d incarnation %d is dead: %s", event.slot, event.incarnation,
+                    event.reason)
+        self.events.emit("detected", slot=event.slot, incarnation=event.incarnation,
+                         reason=event.reason)
+        self._propose_orphans(time.monotonic())
+
+    def _propose_orphans(self, now: float, records: list[JobRecord] | None = None) -> None:
+        if records is None:
+            records = self._running_records()
+        values = self.takeover.proposals(records, self.detector, now)
+        if values:
+            self.events.emit("propose", count=len(values))
+            self._learn(self.consensus.propose(values, now, self.rng))
+
+    def _learn(self, decided: dict[InstanceKey, Value]) -> None:
+        for key, value in decided.items():
+            self.takeover.learned(key)
+            if value == Value(self.slot, self.incarnation):
+                self.events.emit("decided", job=key[0], generation=key[1], slot=self.slot)
+                self._take_over(key[0], key[1])
+
+    def _take_over(self, job_id: str, generation: int) -> None:
+        try:
+            record = self.store.take_over(job_id, generation, self.me)
+        except (StaleTransitionError, LockTimeoutError, UnknownJobError) as error:
+            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
+            return
+        self.events.emit("took_over", job=job_id, generation=generation, slot=self.slot)
+        self._announce(record)
+        self._start(record)
+
+    def _announce(self, record: JobRecord) -> None:
+        assert record.owner is not None
+        change = bus.OwnerChange(record.job_id, record.generation, record.owner.slot,
+                                 record.owner.incarnation)
+        self.publisher.publish(bus.encode(change, self.cluster))
+
+    def _start(self, record: JobRecord) -> None:
+        if record.job_id == SCHEDULER_JOB:
+            self.primary_generation = record.generation
+            self.scheduler.poke()
+            log.info("slot %d is primary at generation %d", self.slot, record.generation)
+            return
+        if record.job_id not in self.executor.running():
+            self.executor.start(record)
+            self.events.emit("worker_started", job=record.job_id,
+                             generation=record.generation, slot=self.slot)
+
+    def _assigned(self, record: JobRecord) -> None:
+        self._announce(record)
+        if record.owner == self.me:
+            self._start(record)
+
+    def _on_owner_change(self, change: bus.OwnerChange) -> None:
+        owner = Owner(change.slot, change.incarnation)
+        running = self.executor.running()
+        if owner == self.me:
+            try:
+                self._start(self.store.get(change.job_id))
+            except StoreError as error:
+                log.warning("cannot start %s: %s", change.job_id, error)
+        elif change.job_id in running and running[change.job_id] < change.generation:
+            self._lose(change.job_id, change.generation)
+        elif change.job_id == SCHEDULER_JOB and change.generation > self.primary_generation:
+            self.primary_generation = 0
+
+    def _lose(self, job_id: str, generation: int) -> None:
+        log.warning("slot %d lost %s to generation %d: killing its worker", self.slot, job_id,
+                    generation)
+        self.executor.kill(job_id)
+        self.events.emit("lost", job=job_id, generation=generation, slot=self.slot)
+
+    def _reconcile(self, now: float) -> None:
+        """Make the executor match the store; take the scheduler duty if nobody holds it."""
+        for job_id, generation in list(self.executor.running().items()):
+            try:
+                record = self.store.get(job_id)
+            except StoreError:
+                continue
+            if record.generation != generation or record.owner != self.me:
+                self._lose(job_id, record.generation)
+        records = self._running_records()
+        self.primary_generation = 0
+        for record in records:
+            if record.owner == self.me:
+                self._start(record)
+        self._claim_scheduler(now)
+        self._propose_orphans(now, records)
+
+    def _running_records(self) -> list[JobRecord]:
+        try:
+            return self.store.list_jobs({JobState.RUNNING})
+        except StoreError as error:
+            log.warning("cannot list jobs: %s", error)
+            return []
+
+    def _claim_scheduler(self, now: float) -> None:
+        """The first runner up takes the scheduler duty of a new cluster by compare-and-set."""
+        try:
+            try:
+                record = self.store.get(SCHEDULER_JOB)
+            except UnknownJobError:
+                record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
+        except StoreError:
+            return
+        lowest = min([self.slot] + self.detector.live_slots())
+        waited = now - self.takeover.started > self.config.hang_timeout_ms / 1000
+        if record.state is JobState.PENDING and (lowest == self.slot or waited):
+            try:
+                self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
+            except (StaleTransitionError, LockTimeoutError):
+                pass
+
+    def _reap_workers(self, now: float) -> None:
+        self.executor.check_timeouts(now)
+        ended = self.executor.reap(now)
+        for exit_ in ended:
+            self.events.emit("worker_exit", job=exit_.job_id, generation=exit_.generation,
+                             outcome=exit_.outcome, code=exit_.exitcode)
+        if ended:
+            self.publisher.publish(bus.encode(bus.Poke("attempt ended"), self.cluster))
+            self.scheduler.poke()
+
+    def _live_owners(self) -> list[Owner]:
+        others = [Owner(s, self.detector.peers[s].incarnation)
+                  for s in self.detector.live_slots() if s != self.slot]
+        return [self.me] + others
+
+    def _load(self) -> dict[int, int]:
+        load = {s: v.owned for s, v in self.detector.peers.items()}
+        load[self.slot] = len(self.executor.running())
+        return load
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.publisher.close()
+        self.subscriber.close()
+        self.link.close()
+        self.guard.release()
+        self.context.term()
+        self.events.close()
+        self.slot_lock.release()
+
+
+def _request_stop(runner: Runner) -> None:
+    def handler(signum: int, frame: object) -> None:
+        runner.stopping = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def configure_logging(config: Config, name: str) -> None:
+    layout = cluster.Layout(config.state_path)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(layout.logs) / f"{name}.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s "
+                                           "%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level.upper())
+
+
+def runner_main(config: Config, slot: int) -> None:
+    """Process target of a runner slot (top level, picklable arguments)."""
+    os.setsid()  # a runner must not die with the supervisor or its terminal
+    configure_logging(config, f"runner-{slot}")
+    try:
+        runner = Runner(config, slot)
+    except ClusterError as error:
+        log.error("%s", error)
+        os._exit(EXIT_SLOT_BUSY)
+    _request_stop(runner)
+    try:
+        runner.run()
+    except Exception:
+        log.exception("runner slot %d crashed", slot)
+        raise
+    finally:
+        runner.close()

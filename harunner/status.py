@@ -1,0 +1,118 @@
+"""What `harunner status` shows: runners (from the bus) and jobs (from the store)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from harunner import bus, cluster
+from harunner.config import Config
+from harunner.store import SCHEDULER_JOB, JobRecord, Store
+from harunner.transport import SUPERVISOR, Subscriber
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    slot: int
+    pid: int
+    incarnation: int
+    role: str
+    owned: int
+    beat_age_ms: float
+
+
+def listen(config: Config, window: float) -> tuple[list[RunnerView], int | None]:
+    """Beats heard on the bus during `window` seconds; the supervisor's pid if it beat."""
+    layout = cluster.Layout(config.state_path)
+    try:
+        cluster_id = cluster.cluster_id(layout)
+    except Exception:  # noqa: BLE001 - no cluster yet means nothing to listen to
+        return [], None
+    endpoints = layout.endpoints
+    context = zmq.Context()
+    paths = [endpoints.bus(s) for s in range(config.slots)] + [endpoints.bus(SUPERVISOR)]
+    subscriber = Subscriber(context, paths)
+    heard: dict[int, tuple[bus.Beat, float]] = {}
+    supervisor = None
+    deadline = time.monotonic() + window
+    try:
+        while time.monotonic() < deadline:
+            if subscriber.socket.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+                for frame in subscriber.drain():
+                    try:
+                        message = bus.decode(frame, cluster_id)
+                    except bus.BusFrameError:
+                        continue
+                    if isinstance(message, bus.Beat):
+                        heard[message.slot] = (message, time.monotonic())
+                    elif isinstance(message, bus.SupervisorBeat):
+                        supervisor = message.pid
+    finally:
+        subscriber.close()
+        context.term()
+    now = time.monotonic()
+    runners = [RunnerView(b.slot, b.pid, b.incarnation, b.role, b.owned, (now - t) * 1000)
+               for b, t in (heard[s] for s in sorted(heard))]
+    return runners, supervisor
+
+
+def job_view(store: Store, record: JobRecord) -> dict[str, Any]:
+    progress = store.read_progress(record.job_id)
+    return {
+        "id": record.job_id,
+        "name": record.name,
+        "state": record.state.value,
+        "owner": None if record.owner is None else
+        {"slot": record.owner.slot, "incarnation": record.owner.incarnation},
+        "generation": record.generation,
+        "attempts": record.attempts,
+        "progress": None if progress is None else
+        {"done": progress.done, "total": progress.total, "message": progress.message},
+        "result": record.result,
+        "error": record.error,
+    }
+
+
+def gather(config: Config, window: float = 0.25) -> dict[str, Any]:
+    """The whole status as plain data (what `--json` prints)."""
+    runners, supervisor = listen(config, window)
+    store = Store(config.state_path, config.lock_timeout_ms / 1000)
+    jobs = [job_view(store, r) for r in store.list_jobs() if r.job_id != SCHEDULER_JOB]
+    return {
+        "state_dir": str(config.state_path),
+        "supervisor": supervisor,
+        "runners": [vars(r) for r in runners],
+        "jobs": jobs,
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as a human-readable text table."""
+    lines = [f"state dir: {status['state_dir']}",
+             f"supervisor: {status['supervisor'] or 'not running'}", "",
+             "SLOT  PID      INC  ROLE     JOBS  LAST BEAT"]
+    for r in status["runners"]:
+        lines.append(f"{r['slot']:<5} {r['pid']:<8} {r['incarnation']:<4} {r['role']:<8} "
+                     f"{r['owned']:<5} {r['beat_age_ms']:.0f} ms ago")
+    if not status["runners"]:
+        lines.append("(no runner heard)")
+    lines += ["", "JOB                    NAME                     STATE      OWNER  GEN  "
+              "TRIES  PROGRESS"]
+    for j in status["jobs"]:
+        owner = "-" if j["owner"] is None else f"{j['owner']['slot']}/{j['owner']['incarnation']}"
+        lines.append(f"{j['id']:<22} {j['name'][:24]:<24} {j['state']:<10} {owner:<6} "
+                     f"{j['generation']:<4} {j['attempts']:<6} {_progress(j['progress'])}")
+    if not status["jobs"]:
+        lines.append("(no jobs)")
+    return "\n".join(lines)
+
+
+def _progress(progress: dict[str, Any] | None) -> str:
+    if progress is None:
+        return "-"
+    done, total = progress["done"], progress["total"]
+    text = f"{done:g}/{total:g}" if total else f"{done:g}"
+    return f"{text} {progress['message'] or ''}".strip()
