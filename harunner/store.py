@@ -343,7 +343,8 @@ class Store:
 
     def _report(self, path: Path, error: CorruptFileError) -> None:
         self.corrupt_seen += 1
-        log.warning("corrupt state file %s: %s; trying the previous version", path, error)
+        where = "" if str(error).startswith(str(path)) else f"{path}: "
+        log.warning("corrupt state file: %s%s; trying the previous version", where, error)
 
     def _folder(self, job_id: str) -> Path:
         return self.root / "jobs" / self._checked_id(job_id)

@@ -1,0 +1,78 @@
+"""Child process for the store's real-process tests (run as a script, never imported by pytest).
+
+    store_child.py sweep ROOT JOB GENERATION COUNT
+        write checkpoints {"value": 1..COUNT}, printing "ack <seq> <value>" after each
+    store_child.py fence ROOT JOB WRITER SECONDS SEED [mutant]
+        race other writers: raise the generation now and then, write checkpoints, and print
+        "take <generation> <start> <end>" / "ack <generation> <seq> <start> <end>" per
+        accepted call (monotonic times); `mutant` checks fencing outside the lock
+    store_child.py hold ROOT JOB
+        hold the job's lock, print "locked", and sleep until killed
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harunner.errors import FencedError, StaleTransitionError
+from harunner.store import Owner, Store
+from harunner.store_model import check_writer, state_json
+
+
+class FenceOutsideLockStore(Store):
+    """Deliberately broken: checks the generation, pauses, and only then takes the lock."""
+
+    def write_checkpoint(self, job_id: str, generation: int, state: dict[str, Any]) -> int:
+        check_writer(self.get(job_id), generation)
+        time.sleep(0.002)
+        with self.job_lock(job_id):
+            return self._append_checkpoint(job_id, generation, state_json(job_id, state))
+
+
+def sweep(root: str, job: str, generation: str, count: str) -> None:
+    store = Store(Path(root))
+    for value in range(1, int(count) + 1):
+        seq = store.write_checkpoint(job, int(generation), {"value": value})
+        print(f"ack {seq} {value}", flush=True)
+
+
+def fence(root: str, job: str, writer: str, seconds: str, seed: str, mutant: str = "") -> None:
+    store = (FenceOutsideLockStore if mutant else Store)(Path(root), lock_timeout=10.0)
+    rng = random.Random(int(seed))
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        current = store.get(job).generation
+        generation = current + rng.choice((-1, 0, 0, 1))
+        if generation > current:
+            _take(store, job, generation, int(writer))
+        for _ in range(rng.randint(1, 4)):
+            start = time.monotonic()
+            try:
+                seq = store.write_checkpoint(job, generation, {"writer": int(writer)})
+            except (FencedError, StaleTransitionError):
+                break
+            print(f"ack {generation} {seq} {start} {time.monotonic()}", flush=True)
+
+
+def _take(store: Store, job: str, generation: int, writer: int) -> None:
+    start = time.monotonic()
+    try:
+        store.take_over(job, generation, Owner(writer, generation))
+    except (FencedError, StaleTransitionError):
+        return
+    print(f"take {generation} {start} {time.monotonic()}", flush=True)
+
+
+def hold(root: str, job: str) -> None:
+    store = Store(Path(root))
+    with store.job_lock(job):
+        print("locked", flush=True)
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    {"sweep": sweep, "fence": fence, "hold": hold}[sys.argv[1]](*sys.argv[2:])
