@@ -1,0 +1,201 @@
+"""The proposer role: drives batches of instances through phases 1 and 2.
+
+Durable state is one number, `ProposerState.round`: the highest round this
+slot ever used. A new ballot takes a round above it (and above any promise a
+Nack reported), and the shell persists the new round BEFORE the Prepare leaves,
+so that after a restart no ballot is ever used twice.
+
+Everything else (which instances are in flight, the promises and acceptances
+gathered) is volatile: after a crash the runner proposes again.
+
+Rules kept here:
+
+- a value is proposed in phase 2 only after promises from a majority of the
+  voting slots, and it is the value of the highest accepted ballot among
+  those promises, or the proposer's own value if none accepted;
+- an instance is decided once a majority accepted the same ballot;
+- a refused or timed-out instance is retried at a higher ballot after a
+  randomized, growing back-off, so that duelling proposers drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from harunner.paxos.ballot import Ballot, InstanceKey, Value, majority
+from harunner.paxos.messages import (
+    BATCH_LIMIT,
+    Accept,
+    Accepted,
+    Message,
+    Nack,
+    NackReason,
+    Prepare,
+    Promise,
+    Report,
+)
+
+MAX_BACKOFF_DOUBLINGS = 3
+
+
+@dataclass(frozen=True)
+class ProposerState:
+    """A proposer's durable state: the highest round it ever used."""
+
+    round: int = 0
+    usable: bool = True
+    reason: str = ""
+
+
+class Phase(str, Enum):
+    PREPARING = "preparing"
+    ACCEPTING = "accepting"
+
+
+@dataclass
+class Attempt:
+    """The volatile progress of one instance this proposer is driving."""
+
+    wanted: Value
+    ballot: Ballot
+    retry_at: float
+    tries: int = 0
+    phase: Phase = Phase.PREPARING
+    promises: dict[int, Report] = field(default_factory=dict)
+    accepts: set[int] = field(default_factory=set)
+    closed: set[int] = field(default_factory=set)
+
+
+Sends = list[tuple[int, Message]]
+
+
+class Proposer:
+    """Proposes values for instances; returns the messages to send (persist the state first)."""
+
+    def __init__(self, slot: int, slots: tuple[int, ...], state: ProposerState,
+                 timeout: float) -> None:
+        self.slot = slot
+        self.slots = slots
+        self.state = state
+        self.timeout = timeout
+        self.quorum = majority(len(slots))
+        self.attempts: dict[InstanceKey, Attempt] = {}
+        self.seen_round = 0
+
+    def propose(self, values: Mapping[InstanceKey, Value], now: float,
+                rng: random.Random) -> tuple[ProposerState | None, Sends]:
+        """Start phase 1 for every instance in `values` that is not already in flight."""
+        fresh = [key for key in values if key not in self.attempts]
+        if not fresh or not self.state.usable:
+            return None, []
+        ballot = self._new_ballot()
+        for key in fresh:
+            self.attempts[key] = Attempt(values[key], ballot, now + self.timeout)
+        return self.state, self._prepares(ballot, fresh)
+
+    def tick(self, now: float, rng: random.Random) -> tuple[ProposerState | None, Sends]:
+        """Retry, at a new ballot, every instance whose deadline passed."""
+        due = [key for key, attempt in self.attempts.items() if attempt.retry_at <= now]
+        if not due:
+            return None, []
+        ballot = self._new_ballot()
+        for key in due:
+            attempt = self.attempts[key]
+            attempt.tries += 1
+            attempt.ballot, attempt.phase = ballot, Phase.PREPARING
+            attempt.promises, attempt.accepts = {}, set()
+            attempt.retry_at = now + self._backoff(attempt.tries, rng)
+        return self.state, self._prepares(ballot, due)
+
+    def on_promise(self, message: Promise) -> Sends:
+        """Count promises; send Accept for every instance that reached a majority."""
+        ready: list[tuple[InstanceKey, Value]] = []
+        for report in message.reports:
+            attempt = self._current(report.key, message.ballot, Phase.PREPARING, message.sender)
+            if attempt is None:
+                continue
+            attempt.promises[message.sender] = report
+            if len(attempt.promises) >= self.quorum:
+                attempt.phase = Phase.ACCEPTING
+                ready.append((report.key, self._choose(attempt)))
+        return self._accepts(message.ballot, ready)
+
+    def on_accepted(self, message: Accepted) -> dict[InstanceKey, Value]:
+        """Count acceptances; the instances (and values) that a majority accepted."""
+        decided: dict[InstanceKey, Value] = {}
+        for key in message.keys:
+            attempt = self._current(key, message.ballot, Phase.ACCEPTING, message.sender)
+            if attempt is None:
+                continue
+            attempt.accepts.add(message.sender)
+            if len(attempt.accepts) >= self.quorum:
+                decided[key] = self._choose(attempt)
+        for key in decided:
+            del self.attempts[key]
+        return decided
+
+    def on_nack(self, message: Nack, now: float, rng: random.Random) -> list[InstanceKey]:
+        """Back off the refused instances; the instances abandoned because they are closed."""
+        self.seen_round = max(self.seen_round, message.promised.round)
+        abandoned: list[InstanceKey] = []
+        for key in message.keys:
+            attempt = self.attempts.get(key)
+            if attempt is None or attempt.ballot != message.ballot:
+                continue
+            if message.reason is NackReason.PROMISED:
+                attempt.retry_at = min(attempt.retry_at, now + self._backoff(attempt.tries, rng))
+            elif message.reason is NackReason.CLOSED and message.sender in self.slots:
+                attempt.closed.add(message.sender)
+                if len(attempt.closed) >= self.quorum:
+                    abandoned.append(key)
+        for key in abandoned:
+            del self.attempts[key]
+        return abandoned
+
+    def drop(self, keys: Iterable[InstanceKey]) -> None:
+        """Stop driving `keys` (they were decided or forgotten elsewhere)."""
+        for key in keys:
+            self.attempts.pop(key, None)
+
+    def _current(self, key: InstanceKey, ballot: Ballot, phase: Phase,
+                 sender: int) -> Attempt | None:
+        """The attempt a reply is about, or None if the reply is stale or foreign."""
+        attempt = self.attempts.get(key)
+        if attempt is None or attempt.ballot != ballot or attempt.phase is not phase:
+            return None
+        return attempt if sender in self.slots else None
+
+    def _choose(self, attempt: Attempt) -> Value:
+        """The value of the highest accepted ballot among the promises, else our own."""
+        best = max(attempt.promises.values(), key=lambda report: report.accepted)
+        return best.value if best.value is not None else attempt.wanted
+
+    def _new_ballot(self) -> Ballot:
+        """A ballot above every round used or seen; the caller persists `self.state`."""
+        round_ = max(self.state.round, self.seen_round) + 1
+        self.state = ProposerState(round=round_)
+        return self._ballot(round_)
+
+    def _ballot(self, round_: int) -> Ballot:
+        return Ballot(round_, self.slot)
+
+    def _backoff(self, tries: int, rng: random.Random) -> float:
+        """A randomized delay that doubles with each try, up to a bound."""
+        return self.timeout * rng.uniform(0.5, 1.5) * 2 ** min(tries, MAX_BACKOFF_DOUBLINGS)
+
+    def _prepares(self, ballot: Ballot, keys: list[InstanceKey]) -> Sends:
+        sends: Sends = []
+        for start in range(0, len(keys), BATCH_LIMIT):
+            message = Prepare(self.slot, ballot, tuple(keys[start:start + BATCH_LIMIT]))
+            sends.extend((slot, message) for slot in self.slots)
+        return sends
+
+    def _accepts(self, ballot: Ballot, ready: list[tuple[InstanceKey, Value]]) -> Sends:
+        sends: Sends = []
+        for start in range(0, len(ready), BATCH_LIMIT):
+            message = Accept(self.slot, ballot, tuple(ready[start:start + BATCH_LIMIT]))
+            sends.extend((slot, message) for slot in self.slots)
+        return sends
