@@ -1,0 +1,70 @@
+"""Crash-point sweep: a child writing checkpoints is killed at every failpoint of the write path.
+
+Each run: a child process writes checkpoints {"value": 1, 2, ...}, printing "ack" after each
+`write_checkpoint` returns, and dies (os._exit or SIGKILL) at the K-th hit of one failpoint.
+A fresh reader must then see exactly the last acknowledged checkpoint, or the one being
+written if the crash came after its rename: never a partial file, never an older one. A
+following write must get a seq above every file present.
+
+Catches: a store that acknowledges before the rename (reader sees K-2 or less), renames an
+unsynced or partial file into place, reuses the seq of a corrupt newest file, or prunes the
+last good checkpoint before the new one is in place.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from harunner import store_files
+from harunner.failpoints import EXIT_CODE
+from harunner.store import CHECKPOINT_FAILPOINTS, Owner, Store
+
+RUNS = 20
+BEFORE_RENAME = {"store.checkpoint.before_write", "store.after_temp_write", "store.after_fsync"}
+
+
+def _one_run(children, root: Path, point: str, nth: int) -> str | None:  # noqa: ANN001
+    """Crash a writer at the `nth` hit of `point`; a description of what went wrong, or None."""
+    store = Store(root)
+    job = store.submit("jobs.demo", {}).job_id
+    store.assign(job, Owner(0, 1), 0)
+    verb = "exit" if nth % 2 else "kill"
+    child = children.start("sweep", root, job, 1, nth + 1, failpoints=f"{point}={verb}@{nth}")
+    out, err = child.communicate(timeout=60)
+    acks = [line.split() for line in out.splitlines() if line.startswith("ack")]
+    if child.returncode not in (EXIT_CODE, -9):
+        return f"{point}@{nth}: child exited {child.returncode}: {err.strip()[-300:]}"
+    last_acked = int(acks[-1][2]) if acks else 0
+    expected = last_acked if point in BEFORE_RENAME else last_acked + 1
+    return _check_after_crash(Store(root), job, point, nth, last_acked, expected)
+
+
+def _check_after_crash(reader: Store, job: str, point: str, nth: int, last_acked: int,
+                       expected: int) -> str | None:
+    checkpoint = reader.read_checkpoint(job)
+    value = checkpoint.state["value"] if checkpoint else 0
+    where = f"{point}@{nth}: acked {last_acked}"
+    if last_acked != nth - 1 or value != expected or reader.corrupt_seen:
+        return f"{where}, read {value}, expected {expected}, corrupt seen {reader.corrupt_seen}"
+    folder = reader.root / "jobs" / job
+    highest = max(store_files.checkpoint_seqs(folder), default=0)
+    seq = reader.write_checkpoint(job, 1, {"value": -1})
+    after = reader.read_checkpoint(job)
+    leftovers = [name for name in os.listdir(folder) if name.endswith(".tmp")]
+    if seq <= highest or after is None or after.state != {"value": -1} or leftovers:
+        return f"{where}: next write got seq {seq} (files up to {highest}), left {leftovers}"
+    return None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("point", CHECKPOINT_FAILPOINTS)
+def test_crash_at_every_failpoint_keeps_the_last_acknowledged_checkpoint(
+        point: str, children, tmp_path: Path) -> None:  # noqa: ANN001
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(lambda nth: _one_run(children, tmp_path / f"run{nth}",
+                                                      point, nth), range(1, RUNS + 1)))
+    assert [problem for problem in problems if problem] == []
