@@ -216,9 +216,10 @@ class Runner:
 
     def _start(self, record: JobRecord) -> None:
         if record.job_id == SCHEDULER_JOB:
+            if self.primary_generation != record.generation:
+                log.info("slot %d is primary at generation %d", self.slot, record.generation)
+                self.scheduler.poke()
             self.primary_generation = record.generation
-            self.scheduler.poke()
-            log.info("slot %d is primary at generation %d", self.slot, record.generation)
             return
         if record.job_id not in self.executor.running():
             self.executor.start(record)
@@ -259,10 +260,11 @@ class Runner:
             if record.generation != generation or record.owner != self.me:
                 self._lose(job_id, record.generation)
         records = self._running_records()
-        self.primary_generation = 0
-        for record in records:
-            if record.owner == self.me:
-                self._start(record)
+        mine = [record for record in records if record.owner == self.me]
+        if not any(record.job_id == SCHEDULER_JOB for record in mine):
+            self.primary_generation = 0
+        for record in mine:
+            self._start(record)
         self._claim_scheduler(now)
         self._propose_orphans(now, records)
 

@@ -1,0 +1,126 @@
+"""SIGKILL and SIGSTOP against a real cluster: takeover, resume, fencing."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from harunner.store import JobState
+
+from .conftest import alive, poll
+
+pytestmark = pytest.mark.integration
+
+
+def acks_of(path) -> list[tuple[int, int, int, int]]:
+    """The acknowledged checkpoints, in the order they were acknowledged."""
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().splitlines()]
+
+
+def assert_fenced_order(acks: list[tuple[int, int, int, int]]) -> None:
+    """No write of an older generation was acknowledged after a newer one."""
+    highest = 0
+    for generation, _seq, _i, _pid in acks:
+        assert generation >= highest, f"stale write acknowledged: {acks}"
+        highest = generation
+
+
+def test_sigkill_of_the_owner_resumes_from_the_last_checkpoint(make_cluster):
+    """20 kills at random moments: the job resumes at generation + 1 and ends correct."""
+    rng = random.Random(int(os.environ.get("HARUNNER_SEED", "4242")))
+    cluster = make_cluster()
+    cluster.start()
+    for run in range(20):
+        job = cluster.submit("itjobs.ticker", to=40, delay=0.005, acks=str(cluster.acks))
+        target = rng.randint(1, 30)
+        poll(lambda: cluster.checkpoint_i(job) >= target, 30, f"run {run}: i >= {target}")
+        before = cluster.record(job)
+        slot, pid = cluster.owner_pid(job)
+        acked = cluster.checkpoint_i(job)
+        os.kill(pid, signal.SIGKILL)
+        final = cluster.finished(job)
+        assert final.state is JobState.SUCCEEDED, final
+        assert final.result["count"] == 40
+        assert final.generation >= before.generation + 1
+        resumed_from = [i for generation, i in final.result["resumes"]
+                        if generation > before.generation]
+        assert resumed_from and resumed_from[0] >= acked, (final.result, acked)
+        cluster.wait_up()
+    assert_fenced_order(acks_of(cluster.acks))
+
+
+def test_sigkill_of_a_standby_does_not_disturb_the_job(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    job = cluster.submit("itjobs.ticker", to=60, delay=0.01)
+    poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
+    owner_slot, _ = cluster.owner_pid(job)
+    generation = cluster.record(job).generation
+    standby = next(s for s in range(3) if s != owner_slot)
+    os.kill(cluster.runner_pid(standby), signal.SIGKILL)
+    final = cluster.finished(job)
+    assert final.state is JobState.SUCCEEDED
+    assert final.generation == generation
+    cluster.wait_up()
+
+
+def test_sigkill_of_two_of_three_slots_waits_for_a_majority(make_cluster):
+    """With two slots gone nothing is decided unsafely; after respawn the job resumes."""
+    cluster = make_cluster(respawn_backoff_ms=800)
+    cluster.start()
+    job = cluster.submit("itjobs.ticker", to=80, delay=0.01)
+    poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
+    owner_slot, owner_pid = cluster.owner_pid(job)
+    other = next(s for s in range(3) if s != owner_slot)
+    generation = cluster.record(job).generation
+    os.kill(cluster.runner_pid(other), signal.SIGKILL)
+    os.kill(owner_pid, signal.SIGKILL)
+    final = cluster.finished(job)
+    assert final.state is JobState.SUCCEEDED and final.result["count"] == 80
+    assert final.generation > generation
+
+
+def test_sigstop_past_the_hang_timeout_fails_over_and_fences_the_old_owner(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    job = cluster.submit("itjobs.ticker", to=400, delay=0.005, acks=str(cluster.acks))
+    poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
+    before = cluster.record(job)
+    slot, pid = cluster.owner_pid(job)
+    old_workers = {p for g, _s, _i, p in acks_of(cluster.acks) if g == before.generation}
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        poll(lambda: cluster.record(job).generation > before.generation, 10, "takeover")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    continued = time.monotonic()
+    poll(lambda: not any(alive(p) for p in old_workers), 1.0 + 0.5,
+         "the old owner's worker to stop after SIGCONT")
+    assert time.monotonic() - continued < 1.5
+    final = cluster.finished(job)
+    assert final.state is JobState.SUCCEEDED and final.result["count"] == 400
+    acks = acks_of(cluster.acks)
+    assert_fenced_order(acks)
+    stale = [a for a in acks if a[0] == before.generation and a[2] > final.result["resumes"][-1][1]]
+    assert stale == [], f"{len(stale)} stale writes were accepted"
+
+
+def test_sigstop_for_half_the_hang_timeout_is_no_failover(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    job = cluster.submit("itjobs.ticker", to=150, delay=0.01)
+    poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
+    generation = cluster.record(job).generation
+    _, pid = cluster.owner_pid(job)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(cluster.config.hang_timeout_ms / 2000)  # the pause itself is the stimulus
+    os.kill(pid, signal.SIGCONT)
+    final = cluster.finished(job)
+    assert final.state is JobState.SUCCEEDED
+    assert final.generation == generation, "a half-timeout pause caused a failover"

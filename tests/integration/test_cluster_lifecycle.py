@@ -1,0 +1,109 @@
+"""Supervisor, workers and submissions against a real cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harunner.store import JobState
+
+from .conftest import alive, descendants, poll, zombies
+
+pytestmark = pytest.mark.integration
+
+
+def test_jobs_submitted_while_no_runner_is_up_run_once_it_starts(make_cluster):
+    cluster = make_cluster()
+    jobs = [cluster.submit("itjobs.ticker", to=5, delay=0.001) for _ in range(5)]
+    assert all(cluster.record(j).state is JobState.PENDING for j in jobs)
+    cluster.start()
+    for job in jobs:
+        final = cluster.finished(job)
+        assert final.state is JobState.SUCCEEDED and final.result["count"] == 5
+
+
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_a_dying_worker_is_retried_and_its_runner_is_unaffected(make_cluster, how):
+    cluster = make_cluster()
+    cluster.start()
+    pids = cluster.runner_pids()
+    job = cluster.submit("itjobs.die_once", how=how)
+    final = cluster.finished(job)
+    assert final.state is JobState.SUCCEEDED, final
+    assert final.result == "ok on attempt 2"
+    assert final.attempts == 2
+    assert cluster.runner_pids() == pids
+
+
+def test_sigkill_of_the_supervisor_keeps_jobs_running_and_a_restart_adopts(make_cluster):
+    cluster = make_cluster()
+    supervisor = cluster.start()
+    pids = cluster.runner_pids()
+    job = cluster.submit("itjobs.ticker", to=100, delay=0.01)
+    poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
+    supervisor.kill()
+    supervisor.wait()
+    at = cluster.checkpoint_i(job)
+    poll(lambda: cluster.checkpoint_i(job) > at + 5, 10, "the job to go on")
+    assert all(alive(p) for p in pids.values())
+    cluster.start()
+    assert cluster.runner_pids() == pids, "the new supervisor did not adopt the runners"
+    assert cluster.finished(job).state is JobState.SUCCEEDED
+    os.kill(pids[0], signal.SIGKILL)  # an adopted runner's death is still seen and repaired
+    poll(lambda: cluster.runner_pid(0) != pids[0], 10, "slot 0 respawned")
+
+
+def test_a_second_start_on_a_state_dir_in_use_is_refused(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    second = subprocess.run([sys.executable, "-m", "harunner", "start", "--config",
+                             str(cluster.config_path)], capture_output=True, text=True,
+                            timeout=30)
+    assert second.returncode == 1
+    assert "in use by a running supervisor" in second.stderr
+    assert "Traceback" not in second.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_start_stops_cleanly_on_a_signal_within_5_seconds(make_cluster, signum):
+    cluster = make_cluster()
+    supervisor = cluster.start()
+    job = cluster.submit("itjobs.sleeper", seconds=60)
+    poll(lambda: cluster.store.read_checkpoint(job), 30, "worker started")
+    started = time.monotonic()
+    supervisor.send_signal(signum)
+    supervisor.wait(timeout=10)
+    assert time.monotonic() - started < 5.0
+    assert supervisor.returncode == 0
+    poll(lambda: not [p for p in descendants(os.getpid()) if alive(p)], 2.0,
+         "no runner or worker left")
+
+
+def test_no_worker_outlives_its_runner_and_no_zombies_remain(make_cluster):
+    cluster = make_cluster(respawn_backoff_ms=2000)
+    cluster.start()
+    job = cluster.submit("itjobs.sleeper", seconds=60)
+    worker = int(poll(lambda: cluster.store.read_checkpoint(job), 30, "worker").state["pid"])
+    slot, runner = cluster.owner_pid(job)
+    os.kill(runner, signal.SIGKILL)
+    killed = time.monotonic()
+    poll(lambda: not alive(worker), 2.0, "the worker to die with its runner")
+    assert time.monotonic() - killed < 2.0
+    cluster.stop()
+    assert zombies() == []
+
+
+def test_harunner_stop_stops_the_cluster(make_cluster):
+    cluster = make_cluster()
+    supervisor = cluster.start()
+    result = subprocess.run([sys.executable, "-m", "harunner", "stop", "--config",
+                             str(cluster.config_path)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "stopped" in result.stdout
+    supervisor.wait(timeout=5)
