@@ -110,10 +110,11 @@ def _link_previous(current: Path, previous: Path) -> None:
     temp = previous.with_name(f".{previous.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         os.link(current, temp)
+        os.replace(temp, previous)
     except OSError as error:
-        raise StoreError(f"cannot keep the previous version of {current} "
+        remove_entry(temp)
+        raise StoreError(f"cannot keep the previous version of {current} as {previous} "
                          f"({error.strerror}); the file system must support hard links") from None
-    os.replace(temp, previous)
 
 
 def checkpoint_path(folder: Path, seq: int) -> Path:

@@ -5,20 +5,23 @@
     store_child.py fence ROOT JOB WRITER SECONDS SEED [mutant]
         race other writers: raise the generation now and then, write checkpoints, and print
         "take <generation> <start> <end>" / "ack <generation> <seq> <start> <end>" per
-        accepted call (monotonic times); `mutant` checks fencing outside the lock
+        accepted call (monotonic times) and "error <name>" per failed write;
+        `mutant` picks a deliberately broken store
     store_child.py hold ROOT JOB
         hold the job's lock, print "locked", and sleep until killed
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harunner.errors import FencedError, StaleTransitionError
+from harunner.errors import FencedError, StaleTransitionError, StoreError
 from harunner.store import Owner, Store
 from harunner.store_model import check_writer, state_json
 
@@ -33,6 +36,18 @@ class FenceOutsideLockStore(Store):
             return self._append_checkpoint(job_id, generation, state_json(job_id, state))
 
 
+class NoLockStore(Store):
+    """Deliberately broken: `job_lock` locks nothing."""
+
+    @contextlib.contextmanager
+    def job_lock(self, job_id: str) -> Iterator[None]:
+        yield
+
+
+MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
+                                   "no_lock": NoLockStore}
+
+
 def sweep(root: str, job: str, generation: str, count: str) -> None:
     store = Store(Path(root))
     for value in range(1, int(count) + 1):
@@ -41,7 +56,7 @@ def sweep(root: str, job: str, generation: str, count: str) -> None:
 
 
 def fence(root: str, job: str, writer: str, seconds: str, seed: str, mutant: str = "") -> None:
-    store = (FenceOutsideLockStore if mutant else Store)(Path(root), lock_timeout=10.0)
+    store = MUTANTS[mutant](Path(root), lock_timeout=10.0)
     rng = random.Random(int(seed))
     deadline = time.monotonic() + float(seconds)
     while time.monotonic() < deadline:
@@ -55,6 +70,9 @@ def fence(root: str, job: str, writer: str, seconds: str, seed: str, mutant: str
                 seq = store.write_checkpoint(job, generation, {"writer": int(writer)})
             except (FencedError, StaleTransitionError):
                 break
+            except StoreError as error:
+                print(f"error {type(error).__name__}", flush=True)
+                break
             print(f"ack {generation} {seq} {start} {time.monotonic()}", flush=True)
 
 
@@ -63,6 +81,9 @@ def _take(store: Store, job: str, generation: int, writer: int) -> None:
     try:
         store.take_over(job, generation, Owner(writer, generation))
     except (FencedError, StaleTransitionError):
+        return
+    except StoreError as error:
+        print(f"error {type(error).__name__}", flush=True)
         return
     print(f"take {generation} {start} {time.monotonic()}", flush=True)
 
