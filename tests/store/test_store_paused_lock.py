@@ -1,0 +1,56 @@
+"""A job lock held by a paused (SIGSTOP) process: every mutation times out at lock_timeout with
+`LockTimeoutError`, never waits forever and never breaks the lock; a killed holder frees it.
+
+Catches: a lock acquired without a timeout (the test would hang until pytest-timeout), a
+timeout that is not honoured, and a store that breaks or ignores a held lock.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from harunner.errors import LockTimeoutError
+from harunner.store import Owner, Store
+
+TIMEOUT = 1.0
+
+
+def _timed(call) -> float:  # noqa: ANN001
+    start = time.monotonic()
+    with pytest.raises(LockTimeoutError) as caught:
+        call()
+    elapsed = time.monotonic() - start
+    message = str(caught.value)
+    assert "paused" in message and ".lock" in message and f"{TIMEOUT:g} s" in message
+    return elapsed
+
+
+@pytest.mark.integration
+def test_a_paused_lock_holder_makes_writers_time_out(children, store: Store, running: str,
+                                                     poll) -> None:  # noqa: ANN001
+    holder = children.start("hold", store.root, running)
+    assert children.read_line(holder, timeout=20) == "locked"
+    os.kill(holder.pid, signal.SIGSTOP)
+    poll(lambda: _state(holder.pid) == "T", 5, "the holder to stop")
+    writer = Store(store.root, lock_timeout=TIMEOUT)
+    calls = [lambda: writer.write_checkpoint(running, 1, {"done": 1}),
+             lambda: writer.take_over(running, 2, Owner(1, 1)),
+             lambda: writer.finish(running, 1, result=None)]
+    for call in calls:
+        elapsed = _timed(call)
+        assert TIMEOUT <= elapsed < TIMEOUT + 2, elapsed
+    assert writer.get(running).generation == 1, "reads must not need the lock"
+    os.kill(holder.pid, signal.SIGCONT)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+    assert writer.write_checkpoint(running, 1, {"done": 1}) == 1
+
+
+def _state(pid: int) -> str:
+    """The scheduler state letter of process `pid` (R, S, T, Z...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
