@@ -32,6 +32,7 @@ from harunner.consensus import Consensus
 from harunner.detector import Died, FailureDetector
 from harunner.errors import (
     ClusterError,
+    HarunnerError,
     LockTimeoutError,
     StaleTransitionError,
     StoreError,
@@ -80,6 +81,7 @@ class Runner:
         self.scheduler = Scheduler(self.store)
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
                                  config.start_method, config.worker_grace_ms / 1000)
+        self.executor.warm_up()
         self.primary_generation = 0
         self.seq = 0
         self.next_beat = 0.0
@@ -221,10 +223,16 @@ class Runner:
                 self.scheduler.poke()
             self.primary_generation = record.generation
             return
-        if record.job_id not in self.executor.running():
+        if (record.state is not JobState.RUNNING or record.owner != self.me
+                or record.job_id in self.executor.running()):
+            return
+        try:
             self.executor.start(record)
-            self.events.emit("worker_started", job=record.job_id,
-                             generation=record.generation, slot=self.slot)
+        except HarunnerError as error:
+            log.warning("cannot start a worker for %s: %s", record.job_id, error)
+            return
+        self.events.emit("worker_started", job=record.job_id, generation=record.generation,
+                         slot=self.slot)
 
     def _assigned(self, record: JobRecord) -> None:
         self._announce(record)

@@ -37,11 +37,13 @@ def test_sigkill_of_the_owner_resumes_from_the_last_checkpoint(make_cluster):
     cluster = make_cluster()
     cluster.start()
     for run in range(20):
-        job = cluster.submit("itjobs.ticker", to=40, delay=0.005, acks=str(cluster.acks))
+        acks = cluster.root / f"acks-{run}.txt"
+        job = cluster.submit("itjobs.ticker", to=40, delay=0.005, acks=str(acks))
         target = rng.randint(1, 30)
-        poll(lambda: cluster.checkpoint_i(job) >= target, 30, f"run {run}: i >= {target}")
+        poll(lambda: cluster.checkpoint_i(job) >= target, 30,  # noqa: B023
+             f"run {run}: i >= {target}")
         before = cluster.record(job)
-        slot, pid = cluster.owner_pid(job)
+        _, pid = cluster.owner_pid(job)
         acked = cluster.checkpoint_i(job)
         os.kill(pid, signal.SIGKILL)
         final = cluster.finished(job)
@@ -51,8 +53,8 @@ def test_sigkill_of_the_owner_resumes_from_the_last_checkpoint(make_cluster):
         resumed_from = [i for generation, i in final.result["resumes"]
                         if generation > before.generation]
         assert resumed_from and resumed_from[0] >= acked, (final.result, acked)
+        assert_fenced_order(acks_of(acks))
         cluster.wait_up()
-    assert_fenced_order(acks_of(cluster.acks))
 
 
 def test_sigkill_of_a_standby_does_not_disturb_the_job(make_cluster):
@@ -92,7 +94,7 @@ def test_sigstop_past_the_hang_timeout_fails_over_and_fences_the_old_owner(make_
     job = cluster.submit("itjobs.ticker", to=400, delay=0.005, acks=str(cluster.acks))
     poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
     before = cluster.record(job)
-    slot, pid = cluster.owner_pid(job)
+    _, pid = cluster.owner_pid(job)
     old_workers = {p for g, _s, _i, p in acks_of(cluster.acks) if g == before.generation}
     os.kill(pid, signal.SIGSTOP)
     try:
