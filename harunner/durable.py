@@ -79,7 +79,7 @@ def decode(data: bytes, kind: int, where: str) -> bytes:
 def read(path: Path, kind: int) -> bytes:
     """The payload of the file at `path`; `FileNotFoundError` if absent, else checked."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block
     except OSError as error:
         if error.errno == errno.ENOENT:
             raise

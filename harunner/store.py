@@ -226,6 +226,7 @@ class Store:
     def write_checkpoint(self, job_id: str, generation: int, state: dict[str, Any]) -> int:
         """Durably store `state` as the next checkpoint; returns its seq; fenced."""
         text = state_json(job_id, state)
+        self._existing_folder(job_id)
         with self.job_lock(job_id):
             failpoint("store.checkpoint.before_write")
             check_writer(self._locked_record(job_id)[0], generation)
@@ -248,6 +249,7 @@ class Store:
         """Record soft progress (atomic, not fsynced); fenced."""
         payload = to_json({"job_id": job_id, "generation": generation,
                             **dataclasses.asdict(progress)})
+        self._existing_folder(job_id)
         with self.job_lock(job_id):
             check_writer(self._locked_record(job_id)[0], generation)
             write_atomic(self._folder(job_id) / files.PROGRESS, KIND_PROGRESS,

@@ -2,6 +2,8 @@
 
     store_child.py sweep ROOT JOB GENERATION COUNT
         write checkpoints {"value": 1..COUNT}, printing "ack <seq> <value>" after each
+    store_child.py takeover ROOT JOB COUNT
+        raise the job to generations 2..COUNT+1, printing "ack <generation>" after each
     store_child.py fence ROOT JOB WRITER SECONDS SEED [mutant]
         race other writers: raise the generation now and then, write checkpoints, and print
         "take <generation> <start> <end>" / "ack <generation> <seq> <start> <end>" per
@@ -55,6 +57,13 @@ def sweep(root: str, job: str, generation: str, count: str) -> None:
         print(f"ack {seq} {value}", flush=True)
 
 
+def takeover(root: str, job: str, count: str) -> None:
+    store = Store(Path(root))
+    for generation in range(2, int(count) + 2):
+        store.take_over(job, generation, Owner(1, generation))
+        print(f"ack {generation}", flush=True)
+
+
 def fence(root: str, job: str, writer: str, seconds: str, seed: str, mutant: str = "") -> None:
     store = MUTANTS[mutant](Path(root), lock_timeout=10.0)
     rng = random.Random(int(seed))
@@ -96,4 +105,4 @@ def hold(root: str, job: str) -> None:
 
 
 if __name__ == "__main__":
-    {"sweep": sweep, "fence": fence, "hold": hold}[sys.argv[1]](*sys.argv[2:])
+    {"sweep": sweep, "takeover": takeover, "fence": fence, "hold": hold}[sys.argv[1]](*sys.argv[2:])

@@ -107,6 +107,14 @@ def test_symlink_in_place_of_the_newest_checkpoint(store: Store, running: str,
     assert _reads_previous(store, running) and store.corrupt_seen == 1
 
 
+def test_fifo_in_place_of_the_newest_checkpoint_does_not_block(store: Store,
+                                                              running: str) -> None:
+    newest, _ = _two_checkpoints(store, running)
+    newest.unlink()
+    os.mkfifo(newest)
+    assert _reads_previous(store, running) and store.corrupt_seen == 1
+
+
 def test_no_good_checkpoint_is_a_clear_error(store: Store, running: str) -> None:
     store.write_checkpoint(running, 1, {"value": 1})
     only = store_files.checkpoint_path(store.root / "jobs" / running, 1)

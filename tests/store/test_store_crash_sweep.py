@@ -6,6 +6,10 @@ A fresh reader must then see exactly the last acknowledged checkpoint, or the on
 written if the crash came after its rename: never a partial file, never an older one. A
 following write must get a seq above every file present.
 
+The same sweep runs over the record's write path: a child raises the job's generation with
+`take_over` again and again and dies at one record failpoint; the record read afterwards has
+exactly the last acknowledged generation, or the next one if the crash came after the rename.
+
 Catches: a store that acknowledges before the rename (reader sees K-2 or less), renames an
 unsynced or partial file into place, reuses the seq of a corrupt newest file, or prunes the
 last good checkpoint before the new one is in place.
@@ -21,10 +25,11 @@ import pytest
 
 from harunner import store_files
 from harunner.failpoints import EXIT_CODE
-from harunner.store import CHECKPOINT_FAILPOINTS, Owner, Store
+from harunner.store import CHECKPOINT_FAILPOINTS, FAILPOINTS, RECORD_FAILPOINTS, Owner, Store
 
 RUNS = 20
-BEFORE_RENAME = {"store.checkpoint.before_write", "store.after_temp_write", "store.after_fsync"}
+BEFORE_RENAME = {"store.checkpoint.before_write", "store.record.before_write",
+                 "store.record.after_keep_previous", "store.after_temp_write", "store.after_fsync"}
 
 
 def _one_run(children, root: Path, point: str, nth: int) -> str | None:  # noqa: ANN001
@@ -68,3 +73,39 @@ def test_crash_at_every_failpoint_keeps_the_last_acknowledged_checkpoint(
         problems = list(pool.map(lambda nth: _one_run(children, tmp_path / f"run{nth}",
                                                       point, nth), range(1, RUNS + 1)))
     assert [problem for problem in problems if problem] == []
+
+
+def _one_record_run(children, root: Path, point: str, nth: int) -> str | None:  # noqa: ANN001
+    """Crash a take-over at the `nth` hit of `point`; a description of what went wrong, or None."""
+    store = Store(root)
+    job = store.submit("jobs.demo", {}).job_id
+    store.assign(job, Owner(0, 1), 0)
+    verb = "exit" if nth % 2 else "kill"
+    child = children.start("takeover", root, job, nth + 1, failpoints=f"{point}={verb}@{nth}")
+    out, err = child.communicate(timeout=60)
+    acks = [int(line.split()[1]) for line in out.splitlines() if line.startswith("ack")]
+    if child.returncode not in (EXIT_CODE, -9):
+        return f"{point}@{nth}: child exited {child.returncode}: {err.strip()[-300:]}"
+    last_acked = acks[-1] if acks else 1
+    expected = last_acked if point in BEFORE_RENAME else last_acked + 1
+    reader = Store(root)
+    record = reader.get(job)
+    if last_acked != nth or record.generation != expected or reader.corrupt_seen:
+        return (f"{point}@{nth}: acked {last_acked}, read generation {record.generation}, "
+                f"expected {expected}, corrupt seen {reader.corrupt_seen}")
+    reader.take_over(job, expected + 1, Owner(2, 1))
+    return None if reader.get(job).owner == Owner(2, 1) else f"{point}@{nth}: no progress"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("point", RECORD_FAILPOINTS)
+def test_crash_at_every_record_failpoint_keeps_the_last_acknowledged_record(
+        point: str, children, tmp_path: Path) -> None:  # noqa: ANN001
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = list(pool.map(lambda nth: _one_record_run(children, tmp_path / f"run{nth}",
+                                                             point, nth), range(1, RUNS + 1)))
+    assert [problem for problem in problems if problem] == []
+
+
+def test_the_sweeps_cover_every_failpoint_of_the_store() -> None:
+    assert set(CHECKPOINT_FAILPOINTS) | set(RECORD_FAILPOINTS) == set(FAILPOINTS)
