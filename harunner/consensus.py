@@ -56,6 +56,15 @@ class Consensus:
     def tick(self, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
         return self.apply(self.node.tick(now, rng), now, rng)
 
+    def compact(self, job_id: str, below_generation: int, now: float,
+                rng: random.Random) -> None:
+        """Close `job_id`'s instances below `below_generation` for good (persisted)."""
+        self.apply(self.node.forget(job_id, below_generation), now, rng)
+
+    def instances(self) -> set[str]:
+        """The job ids this slot's acceptor still keeps votes for."""
+        return {job_id for job_id, _ in self.node.acceptor_state.votes}
+
     def apply(self, effects: Effects, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
         """Carry out `effects` (and those of messages to self); return the new decisions."""
         decided: dict[InstanceKey, Value] = {}

@@ -49,6 +49,7 @@ from harunner.transport import SUPERVISOR, BindGuard, PeerLink, Publisher, Subsc
 log = logging.getLogger("harunner.runner")
 EXIT_SLOT_BUSY = 3
 RECONCILE_EVERY = 0.1
+COMPACT_EVERY = 5.0
 
 
 class Runner:
@@ -86,6 +87,7 @@ class Runner:
         self.seq = 0
         self.next_beat = 0.0
         self.next_reconcile = 0.0
+        self.next_compact = started + COMPACT_EVERY
         self.last_loop = started
 
     def _open_sockets(self) -> None:
@@ -130,6 +132,9 @@ class Runner:
         if now >= self.next_reconcile:
             self.next_reconcile = now + RECONCILE_EVERY
             self._reconcile(now)
+        if now >= self.next_compact:
+            self.next_compact = now + COMPACT_EVERY
+            self._compact(now)
         if self.primary_generation:
             self.scheduler.tick(now, time.time(), self._live_owners(), self._load(), self.me,
                                 self._assigned)
@@ -275,6 +280,16 @@ class Runner:
             self._start(record)
         self._claim_scheduler(now)
         self._propose_orphans(now, records)
+
+    def _compact(self, now: float) -> None:
+        """Drop Paxos votes that can never matter again: below a job's current generation."""
+        for job_id in self.consensus.instances():
+            try:
+                record = self.store.get(job_id)
+            except StoreError:
+                continue
+            below = record.generation + 1 if record.state.finished else record.generation
+            self.consensus.compact(job_id, below, now, self.rng)
 
     def _running_records(self) -> list[JobRecord]:
         try:
