@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -140,9 +139,22 @@ class Executor:
     def _start_process(self, target: Callable[..., None], args: tuple[Any, ...],
                        name: str) -> BaseProcess:
         process = self._multiprocessing().Process(target=target, args=args, name=name)
-        with _main_module_not_rerun():
+        with _main_module_not_rerun(), _python_path(self._forkserver_path()):
             process.start()
         return process
+
+    def _forkserver_path(self) -> list[str]:
+        """Where a newly launched forkserver must find harunner and the job folders.
+
+        Python 3.11's forkserver does not apply the runner's `sys.path` before
+        it preloads (it gets `sys_path` but ignores it), so it is given them
+        through PYTHONPATH, which its workers then inherit.
+        """
+        if self.start_method != "forkserver":
+            return []
+        folders = [entry for entry in self.job_entries if Path(entry).is_dir()]
+        package_root = str(Path(__file__).resolve().parent.parent)
+        return [*(folders if self._preloading_jobs else []), package_root]
 
     def _multiprocessing(self) -> BaseContext:
         """The multiprocessing context, created on first use inside this process."""
@@ -162,9 +174,6 @@ class Executor:
         """
         if not self._preloading_jobs:
             return ["harunner.worker"]
-        for entry in self.job_entries:
-            if Path(entry).is_dir() and entry not in sys.path:
-                sys.path.insert(0, entry)
         return ["harunner.worker", *module_names(self.job_entries)]
 
     # -- watching ------------------------------------------------------------------
@@ -313,6 +322,23 @@ def _main_module_not_rerun() -> Iterator[None]:
         yield
     finally:
         spawn.get_preparation_data = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _python_path(folders: list[str]) -> Iterator[None]:
+    """PYTHONPATH with `folders` first, for processes launched meanwhile (the forkserver)."""
+    if not folders:
+        yield
+        return
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*folders, *([old] if old else [])])
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def _pidfd(pid: int) -> int:

@@ -45,7 +45,7 @@ from typing import Any
 
 from harunner.api import Context, job_logger, retry_at
 from harunner.discovery import find
-from harunner.errors import FencedError
+from harunner.errors import FencedError, HarunnerError
 from harunner.store import JobRecord, JobState, Store
 
 EXIT_SUCCEEDED = 0    # the job returned; SUCCEEDED recorded
@@ -149,7 +149,7 @@ def summarize(error: BaseException) -> str:
     """One line: the exception and where the job raised it."""
     text = f"{type(error).__name__}: {error}".strip()
     frames = traceback.extract_tb(error.__traceback__)
-    if frames:
+    if frames and not isinstance(error, HarunnerError):
         last = frames[-1]
         text += f" (at {last.filename}:{last.lineno} in {last.name})"
     return text
