@@ -26,6 +26,11 @@ higher generation and owner (attempts unchanged: the new owner resumes the
 same attempt from its checkpoint). `finish` with a retry sets PENDING again at
 the same generation; the next `assign` raises it. `cancel` sets CANCELLED at
 generation + 1, which fences the owner still running.
+
+Limit: the fallback to `record.prev` trusts the older copy. If an acknowledged
+newest record is later destroyed (media error, a user's editor), the job steps
+back one transition, possibly one generation; the decided Paxos instance is
+then the authority that re-raises it with `take_over`.
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ class Store:
         for name in names:
             try:
                 found = self._read_record(name) if files.valid_job_id(name) else None
-            except CorruptFileError as error:
+            except (StoreError, OSError) as error:
                 log.warning("skipping job %s: %s", name, error)
                 continue
             if found is not None and (states is None or found[0].state in states):
@@ -335,11 +340,14 @@ class Store:
             return None
 
     def _checkpoint_good(self, job_id: str, seq: int) -> bool:
+        """Whether checkpoint `seq` is valid (a corrupt one is reported, then pruned)."""
+        path = files.checkpoint_path(self._folder(job_id), seq)
         try:
-            files.load(files.checkpoint_path(self._folder(job_id), seq), KIND_CHECKPOINT,
-                       lambda data: checkpoint_from(data, job_id, seq))
-        except (FileNotFoundError, CorruptFileError) as error:
-            log.warning("removing bad checkpoint %s of job %s: %s", seq, job_id, error)
+            files.load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
+        except FileNotFoundError:
+            return False
+        except CorruptFileError as error:
+            self._report(path, error)
             return False
         return True
 
