@@ -242,8 +242,8 @@ class Executor:
 
     def _wait_dead(self, w: _Worker) -> int:
         """Make sure the worker and its group are gone; release its handles; its exit code."""
-        if not _pidfd_ready(w.pidfd, REAP_WAIT):
-            _signal_group(w, signal.SIGKILL)
+        if not _pidfd_ready(w.pidfd):
+            _signal_group(w, signal.SIGKILL)  # reported gone but alive: the forkserver died
             _pidfd_ready(w.pidfd, REAP_WAIT)
         _signal_group(w, signal.SIGKILL, worker_too=False)
         w.process.join(REAP_WAIT)

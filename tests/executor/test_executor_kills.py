@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -81,3 +82,21 @@ def test_starting_a_second_worker_for_a_job_is_refused(harness):
         assert "already has a worker" in str(error)
     else:
         raise AssertionError("a second start was accepted")
+
+
+def test_a_dead_forkserver_costs_the_attempt_and_the_next_start_works(harness):
+    from multiprocessing import forkserver
+
+    pid_file = harness.pid_file()
+    record = harness.submit("executor_test_jobs.sleeper", {"pid_file": pid_file},
+                            retries=1, backoff=0.01)
+    harness.executor.start(record)
+    worker_pid, grandchild = harness.pids(pid_file)
+    server = forkserver._forkserver._forkserver_pid
+    assert server is not None and server != worker_pid
+    os.kill(server, signal.SIGKILL)
+    settled = harness.drive(record.job_id)
+    assert settled.outcome == "crashed"
+    assert harness.store.get(record.job_id).state is JobState.PENDING
+    wait_for(lambda: not alive(worker_pid) and not alive(grandchild), 2.0)
+    assert harness.run(harness.submit("executor_test_jobs.succeed")).outcome == "succeeded"
