@@ -8,6 +8,7 @@ Layout under the state directory (created on first write, see `Store.init`):
     jobs/<job_id>/progress       soft progress, fenced but not fsynced
     jobs/<job_id>/job.log        the job's log
     locks/<job_id>.lock          the job's filelock (never the data file)
+    index/active/<job_id>        an empty marker for every unfinished job (PENDING or RUNNING)
     paxos/                       acceptor and proposer state of each slot
     run/                         sockets, pid files, slot locks (mode 0700)
 
@@ -26,6 +27,14 @@ higher generation and owner (attempts unchanged: the new owner resumes the
 same attempt from its checkpoint). `finish` with a retry sets PENDING again at
 the same generation; the next `assign` raises it. `cancel` sets CANCELLED at
 generation + 1, which fences the owner still running.
+
+The index: `list_jobs` of unfinished states reads only the jobs marked in
+index/active, so the runners' frequent scans cost O(unfinished jobs), not
+O(all jobs ever). A marker is created before the record that makes a job
+unfinished is written, and removed only after the record that finishes it is
+written, so a crash in between leaves an extra marker (filtered out by the
+record, which is the truth) and never a missing one. `rebuild_index` repairs
+the index from the records; the supervisor runs it at every start.
 
 Limit: the fallback to `record.prev` trusts the older copy. If an acknowledged
 newest record is later destroyed (media error, a user's editor), the job steps
@@ -125,10 +134,13 @@ class Store:
 
     def list_jobs(self, states: set[JobState] | None = None) -> list[JobRecord]:
         """Records, oldest first, optionally only those in `states`; unreadable ones are skipped."""
-        try:
-            names = os.listdir(self.root / "jobs")
-        except FileNotFoundError:
-            return []
+        if states is not None and not any(state.finished for state in states):
+            names = files.active_ids(self.root)
+        else:
+            try:
+                names = os.listdir(self.root / "jobs")
+            except FileNotFoundError:
+                return []
         records = []
         for name in names:
             try:
@@ -196,6 +208,7 @@ class Store:
                                retries=retries, backoff=backoff, timeout=timeout,
                                created_at=now, updated_at=now,
                                history=(f"{stamp(now)} pending@0 submitted",))
+            files.mark_active(self.root, job_id)
             files.write_record(folder, to_json(record_to_dict(record)).encode(), False)
             return record
 
@@ -290,6 +303,20 @@ class Store:
                            generation=record.generation + 1)
         return self._update(job_id, change)
 
+    def rebuild_index(self) -> int:
+        """Make index/active match the records; returns how many markers it changed."""
+        self.init()
+        changed = 0
+        active = set(files.active_ids(self.root))
+        for record in self.list_jobs():
+            if not record.state.finished and record.job_id not in active:
+                files.mark_active(self.root, record.job_id)
+                changed += 1
+            elif record.state.finished and record.job_id in active:
+                files.unmark_active(self.root, record.job_id)
+                changed += 1
+        return changed
+
     # -- locking and the record -----------------------------------------------------
 
     @contextlib.contextmanager
@@ -322,6 +349,8 @@ class Store:
             if new is not record:
                 payload = to_json(record_to_dict(new)).encode()
                 files.write_record(self._folder(job_id), payload, from_newest)
+                if new.state.finished:
+                    files.unmark_active(self.root, job_id)
             return new
 
     def _locked_record(self, job_id: str) -> tuple[JobRecord, bool]:

@@ -42,7 +42,7 @@ RECORD_PREV = "record.prev"
 PROGRESS = "progress"
 CHECKPOINT_PREFIX = "ckpt."
 SEQ_DIGITS = 12
-SUBDIRS = ("jobs", "locks", "paxos", "run")
+SUBDIRS = ("jobs", "locks", "paxos", "run", "index", "index/active")
 PRIVATE_DIRS = ("run",)
 NETWORK_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs",
                                   "afs", "ceph", "glusterfs", "lustre"})
@@ -193,6 +193,31 @@ def remove_entry(path: Path) -> None:
 def _report(report: Report, error: CorruptFileError, path: Path) -> str:
     report(path, error)
     return str(error)
+
+
+ACTIVE = "index/active"
+
+
+def mark_active(root: Path, job_id: str) -> None:
+    """Add `job_id` to the index of unfinished jobs (an empty marker file)."""
+    fd = os.open(root / ACTIVE / job_id, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+
+
+def unmark_active(root: Path, job_id: str) -> None:
+    """Drop `job_id` from the index of unfinished jobs."""
+    try:
+        os.unlink(root / ACTIVE / job_id)
+    except FileNotFoundError:
+        pass
+
+
+def active_ids(root: Path) -> list[str]:
+    """The job ids in the index of unfinished jobs."""
+    try:
+        return os.listdir(root / ACTIVE)
+    except FileNotFoundError:
+        return []
 
 
 def make_layout(root: Path) -> None:

@@ -32,6 +32,7 @@ from harunner.config import Config
 from harunner.errors import ClusterError
 from harunner.events import EventLog
 from harunner.runner import configure_logging, runner_main
+from harunner.store import Store
 from harunner.transport import SUPERVISOR, BindGuard, Publisher
 
 log = logging.getLogger("harunner.supervisor")
@@ -72,6 +73,9 @@ class Supervisor:
                 f"(pid {pid}); run `harunner stop` first, or set another state_dir") from None
         cluster.write_meta(self.layout.run / "supervisor.json", {"pid": os.getpid()})
         self.cluster = cluster.cluster_id(self.layout, create=True)
+        repaired = Store(config.state_path, config.lock_timeout_ms / 1000).rebuild_index()
+        if repaired:
+            log.warning("repaired %d entries of the index of unfinished jobs", repaired)
         self.context_mp = multiprocessing.get_context(config.start_method)
         self.slots = [Slot(n) for n in range(config.slots)]
         self.stopping = False
