@@ -56,6 +56,7 @@ OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "
 _RECORDED = {worker.EXIT_SUCCEEDED: "succeeded", worker.EXIT_FAILED: "failed",
              worker.EXIT_RETRYING: "retrying"}
 REAP_WAIT = 2.0
+FORKSERVER_RETRIES = 40
 log = logging.getLogger("harunner.executor")
 
 
@@ -134,11 +135,17 @@ class Executor:
             self._preloading_jobs = False
             assert self._context is not None
             self._context.set_forkserver_preload(["harunner.worker"])
-            return self._start_process(target, args, name)
+        for _ in range(FORKSERVER_RETRIES):
+            try:
+                return self._start_process(target, args, name)
+            except (EOFError, OSError):
+                time.sleep(0.05)  # the broken forkserver may still be exiting
+        return self._start_process(target, args, name)
 
     def _start_process(self, target: Callable[..., None], args: tuple[Any, ...],
                        name: str) -> BaseProcess:
-        process = self._multiprocessing().Process(target=target, args=args, name=name)
+        process: BaseProcess = self._multiprocessing().Process(  # type: ignore[attr-defined]
+            target=target, args=args, name=name)
         with _main_module_not_rerun(), _python_path(self._forkserver_path()):
             process.start()
         return process

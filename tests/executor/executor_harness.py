@@ -1,4 +1,4 @@
-"""Fixtures for the executor tests: a real store, a real executor, real processes.
+"""Helpers for the executor tests: a real store, a real executor, real processes.
 
 Every process a test learns of (pid files written by the jobs) is SIGKILLed
 by pid at the end, and the executor is shut down, whatever the outcome.
@@ -12,8 +12,6 @@ import signal
 import time
 from multiprocessing.connection import wait
 from pathlib import Path
-
-import pytest
 
 from harunner.executor import Executor, WorkerExit
 from harunner.store import JobRecord, Owner, Store
@@ -121,10 +119,3 @@ def zombie_children() -> list[int]:
         if int(fields[1]) == os.getpid() and fields[0] == b"Z":
             zombies.append(int(entry.name))
     return zombies
-
-
-@pytest.fixture
-def harness(tmp_path):
-    h = Harness(tmp_path)
-    yield h
-    h.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 
-from conftest import EXAMPLE_JOBS, OTHER, wait_for
+from executor_harness import EXAMPLE_JOBS, OTHER, wait_for
 
 from harunner.api import find
 from harunner.store import JobState

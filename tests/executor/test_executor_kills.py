@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import alive, wait_for, zombie_children
+from executor_harness import alive, wait_for, zombie_children
 
 from harunner.store import JobState
 

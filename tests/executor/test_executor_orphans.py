@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HERE, TEST_JOBS, Harness, alive, wait_for, zombie_children
+from executor_harness import HERE, TEST_JOBS, Harness, alive, wait_for, zombie_children
 
 REPO = HERE.parent.parent
 

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import OTHER, alive, wait_for, zombie_children
+from executor_harness import OTHER, alive, wait_for, zombie_children
 
 from harunner import worker
 from harunner.store import JobState
@@ -127,7 +127,7 @@ def test_job_output_goes_to_its_log(harness):
 
 
 def test_spawn_start_method_works_too(tmp_path):
-    from conftest import Harness
+    from executor_harness import Harness
 
     harness = Harness(tmp_path, start_method="spawn")
     try:

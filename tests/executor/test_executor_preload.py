@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import HERE
+from executor_harness import HERE
 
 REPO = HERE.parent.parent
 
