@@ -89,28 +89,33 @@ def test_sigkill_of_two_of_three_slots_waits_for_a_majority(make_cluster):
 
 
 def test_sigstop_past_the_hang_timeout_fails_over_and_fences_the_old_owner(make_cluster):
+    """The paused owner's worker keeps running; once the job is taken over, none of its
+    writes is accepted, and after SIGCONT no copy of the job is left in the old owner."""
     cluster = make_cluster()
     cluster.start()
     job = cluster.submit("itjobs.ticker", to=400, delay=0.005, acks=str(cluster.acks))
     poll(lambda: cluster.checkpoint_i(job) >= 5, 30, "job started")
     before = cluster.record(job)
     _, pid = cluster.owner_pid(job)
-    old_workers = {p for g, _s, _i, p in acks_of(cluster.acks) if g == before.generation}
     os.kill(pid, signal.SIGSTOP)
     try:
         poll(lambda: cluster.record(job).generation > before.generation, 10, "takeover")
+        poll(lambda: len([a for a in acks_of(cluster.acks) if a[0] > before.generation]) >= 20,
+             10, "the new owner to make progress while the old one is still paused")
     finally:
         os.kill(pid, signal.SIGCONT)
     continued = time.monotonic()
-    poll(lambda: not any(alive(p) for p in old_workers), 1.0 + 0.5,
-         "the old owner's worker to stop after SIGCONT")
-    assert time.monotonic() - continued < 1.5
+    old_workers = {p for g, _s, _i, p in acks_of(cluster.acks) if g == before.generation}
+    poll(lambda: not any(alive(p) for p in old_workers), 1.0,
+         "the old owner's copy of the job to stop within 1 s of SIGCONT")
+    assert time.monotonic() - continued < 1.0
     final = cluster.finished(job)
     assert final.state is JobState.SUCCEEDED and final.result["count"] == 400
     acks = acks_of(cluster.acks)
+    first_new = next(n for n, a in enumerate(acks) if a[0] > before.generation)
+    stale = [a for a in acks[first_new:] if a[0] <= before.generation]
+    assert stale == [], f"{len(stale)} writes of the old owner accepted after the takeover"
     assert_fenced_order(acks)
-    stale = [a for a in acks if a[0] == before.generation and a[2] > final.result["resumes"][-1][1]]
-    assert stale == [], f"{len(stale)} stale writes were accepted"
 
 
 def test_sigstop_for_half_the_hang_timeout_is_no_failover(make_cluster):
