@@ -190,7 +190,7 @@ class _Refusals:
 def highest_round(states: Iterable[AcceptorState]) -> int:
     """The highest round any of `states` promised or accepted (or was floored at)."""
     rounds = [0]
-    for state in states:
+    for state in filter(lambda state: state.usable, states):
         rounds.append(state.min_round)
         rounds.extend(max(vote.promised, vote.accepted).round for vote in state.votes.values())
     return max(rounds)
@@ -201,7 +201,7 @@ def repaired(peers: Sequence[AcceptorState], proposer_rounds: Iterable[int]) -> 
 
     `peers` must be the usable states of a majority of the OTHER voting slots,
     read after the loss, and `proposer_rounds` the durable rounds of every
-    other proposer. The new acceptor then never votes in an instance any peer
+    proposer (this slot's included). The new acceptor then never votes in an instance any peer
     knows of (any instance it may have accepted in is one), nor below a round
     any proposer may already have used (so a lost promise cannot be broken).
     """

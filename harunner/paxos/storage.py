@@ -110,8 +110,9 @@ def repair(folder: Path, slot: int, slots: tuple[int, ...]) -> list[str]:
     """Rebuild the missing or corrupt files of a STOPPED `slot` from the other slots' files.
 
     Needs the acceptor files of a majority of the other voting slots (and, to
-    repair an acceptor, the proposer files of all other slots). Returns what
-    it did; raises `StoreError` if the peers' files do not allow it.
+    repair an acceptor, the proposer files of all slots: the proposer of
+    `slot` is repaired first). Returns what it did; raises `StoreError` if
+    the files do not allow it. Why this is safe: docs/paxos.md, "Repair".
     """
     folder, done = Path(folder), []
     others = [other for other in slots if other != slot]
@@ -120,13 +121,14 @@ def repair(folder: Path, slot: int, slots: tuple[int, ...]) -> list[str]:
         raise StoreError(f"cannot repair slot {slot}: only {len(peers)} readable peer acceptor "
                          f"files, a majority of {majority(len(slots))} is needed")
     if not load_proposer(proposer_path(folder, slot)).usable:
-        save_proposer(proposer_path(folder, slot), ProposerState(round=highest_round(peers)))
-        done.append(f"proposer of slot {slot} restarted above round {highest_round(peers)}")
+        top = highest_round([*peers, load_acceptor(acceptor_path(folder, slot))])
+        save_proposer(proposer_path(folder, slot), ProposerState(round=top))
+        done.append(f"proposer of slot {slot} restarted above round {top}")
     if not load_acceptor(acceptor_path(folder, slot)).usable:
-        rounds = [load_proposer(proposer_path(folder, other)) for other in others]
+        rounds = [load_proposer(proposer_path(folder, other)) for other in slots]
         if not all(state.usable for state in rounds):
-            raise StoreError(f"cannot repair the acceptor of slot {slot}: a peer proposer "
-                             "file is unreadable; repair that slot first")
+            raise StoreError(f"cannot repair the acceptor of slot {slot}: a proposer file "
+                             "is unreadable; repair that slot first")
         fresh = repaired(peers, [state.round for state in rounds])
         save_acceptor(acceptor_path(folder, slot), fresh)
         done.append(f"acceptor of slot {slot} rebuilt: {len(fresh.floors)} jobs closed, "

@@ -1,0 +1,144 @@
+"""Safety invariants of the simulated cluster, checked after every step.
+
+- chosen: at most one value is chosen per instance, where a value is chosen
+  once a majority of acceptors accepted it at the same ballot (computed from
+  every acceptor state the nodes ever produced, not from what they say);
+- learned: every value a learner reports was chosen;
+- promises: an acceptor's promise in an instance never falls below a promise
+  it already sent, across crashes and restarts (closed instances excepted);
+- ballots: no two proposals share a ballot: a (instance, ballot) is prepared
+  by one incarnation of one slot only, and carries one value in phase 2;
+- votes: no acceptor holds an accepted ballot above its promise (the
+  acceptor conjunct of Paxos's inductive invariant: accepting raises the
+  promise). A breach of it is a breach of "chosen" waiting for the right
+  schedule, which random schedules find only after about a million steps.
+
+A breach raises `Violation`, whose `invariant` names the rule.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from harunner.paxos import Accept, Ballot, Effects, InstanceKey, Prepare, Promise, Value
+from harunner.paxos.ballot import majority
+
+if TYPE_CHECKING:
+    from sim import Shell, Simulator
+
+INVARIANTS = ("chosen", "learned", "promises", "ballots", "votes")
+
+
+class Violation(AssertionError):
+    """A safety invariant failed."""
+
+    def __init__(self, invariant: str, detail: str) -> None:
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant = invariant
+
+
+class Checker:
+    """Records what the nodes did and checks the invariants."""
+
+    def __init__(self, sim: Simulator, enabled: bool = True) -> None:
+        self.sim = sim
+        self.enabled = enabled
+        self.accepted: dict[InstanceKey, dict[tuple[Ballot, Value], set[int]]] = (
+            defaultdict(lambda: defaultdict(set)))
+        self.learned: dict[InstanceKey, set[Value]] = defaultdict(set)
+        self.sent_promise: dict[tuple[int, InstanceKey, int], Ballot] = {}
+        self.preparer: dict[tuple[InstanceKey, Ballot], tuple[int, int]] = {}
+        self.proposal: dict[tuple[InstanceKey, Ballot], Value] = {}
+        self.repaired: set[int] = set()
+        self.steps = 0
+
+    def on_effects(self, shell: Shell, effects: Effects) -> None:
+        """Record what one node call produced; check the ballot rule on its sends."""
+        if not self.enabled:
+            return
+        if effects.acceptor_state is not None:
+            for key, vote in effects.acceptor_state.votes.items():
+                if vote.value is not None:
+                    self.accepted[key][(vote.accepted, vote.value)].add(shell.slot)
+        for key, value in effects.decided.items():
+            self.learned[key].add(value)
+        for _, message in effects.send:
+            self._record_send(shell, message)
+
+    def on_repair(self, shell: Shell) -> None:
+        """Waive what a repaired slot's lost files alone could guarantee.
+
+        A slot that lost its proposer round may prepare again a ballot its
+        lost life only prepared (never accepted: that would have reached a
+        majority, whose rounds the repair stays above), and its repaired
+        acceptor owes nothing to that lost life's own ballots.
+        """
+        self.repaired.add(shell.slot)
+        for index in [i for i in self.sent_promise if i[0] == i[2] == shell.slot]:
+            del self.sent_promise[index]
+
+    def _record_send(self, shell: Shell, message: object) -> None:
+        if isinstance(message, Promise):
+            for report in message.reports:
+                index = (shell.slot, report.key, message.ballot.slot)
+                self.sent_promise[index] = max(self.sent_promise.get(index, message.ballot),
+                                               message.ballot)
+        elif isinstance(message, Prepare):
+            for key in message.keys:
+                self._check_preparer(shell, key, message.ballot)
+        elif isinstance(message, Accept):
+            for key, value in message.proposals:
+                known = self.proposal.setdefault((key, message.ballot), value)
+                if known != value:
+                    raise Violation("ballots", f"{key} ballot {message.ballot} carries "
+                                    f"{known} and {value}")
+
+    def _check_preparer(self, shell: Shell, key: InstanceKey, ballot: Ballot) -> None:
+        who = self.preparer.setdefault((key, ballot), (shell.slot, shell.life))
+        if who == (shell.slot, shell.life):
+            return
+        if who[0] == shell.slot and shell.slot in self.repaired:
+            return
+        raise Violation("ballots", f"{key} ballot {ballot} prepared by slot/life {who} "
+                        f"and {(shell.slot, shell.life)}")
+
+    def check(self) -> None:
+        """Check every invariant now; raise `Violation` on the first breach."""
+        if not self.enabled:
+            return
+        self.steps += 1
+        for key in set(self.accepted) | set(self.learned):
+            chosen = self.chosen(key)
+            if len(chosen) > 1:
+                raise Violation("chosen", f"{key}: {sorted(chosen)} all chosen")
+            if not self.learned[key] <= chosen:
+                raise Violation("learned", f"{key}: learned {sorted(self.learned[key])}, "
+                                f"chosen {sorted(chosen)}")
+        self._check_promises()
+        self._check_votes()
+
+    def chosen(self, key: InstanceKey) -> set[Value]:
+        """The values a majority accepted at one ballot, at any time."""
+        quorum = majority(len(self.sim.voters))
+        return {value for (_, value), slots in self.accepted.get(key, {}).items()
+                if len(slots) >= quorum}
+
+    def _check_votes(self) -> None:
+        for shell in self.sim.shells.values():
+            if shell.node is None:
+                continue
+            for key, vote in shell.node.acceptor_state.votes.items():
+                if vote.accepted > vote.promised:
+                    raise Violation("votes", f"slot {shell.slot} accepted {vote.accepted} in "
+                                    f"{key} above its promise {vote.promised}")
+
+    def _check_promises(self) -> None:
+        for (slot, key, _), sent in self.sent_promise.items():
+            node = self.sim.shells[slot].node
+            if node is None or not node.acceptor_state.usable:
+                continue
+            state = node.acceptor_state
+            if not state.is_closed(key) and state.promised(key) < sent:
+                raise Violation("promises", f"slot {slot} promised {sent} in {key}, "
+                                f"now promises {state.promised(key)}")
