@@ -1,11 +1,13 @@
 """Worker start latency: from `Executor.start()` to the first line of the job function.
 
 Usage: python bench/worker_start.py [--runs 50] [--start-method forkserver|spawn]
+                                   [--gap SECONDS] [--no-spare]
 
 Also reports the time to the job's first durable checkpoint (what failover
 waits for). Each run submits a job to a fresh state directory, assigns it,
-starts it and waits for it to finish. The job records `time.monotonic()` (a
-system-wide clock on Linux) on its first line.
+starts it and waits for it to finish, then waits `--gap` seconds (a failover
+finds the runner idle, its spare worker long ready). The job records
+`time.monotonic()` (a system-wide clock on Linux) on its first line.
 """
 
 from __future__ import annotations
@@ -36,15 +38,21 @@ JOB = textwrap.dedent('''
 ''')
 
 
-def measure(runs: int, start_method: str, root: Path) -> tuple[list[float], list[float]]:
+def measure(runs: int, start_method: str, root: Path, gap: float,
+            spare: bool) -> tuple[list[float], list[float]]:
     """Latencies in ms: start() to first line, start() to first checkpoint written."""
     (root / "benchjobs").mkdir()
     (root / "benchjobs" / "bench_start.py").write_text(JOB)
     store = Store(root / "state", lock_timeout=2.0)
-    executor = Executor(root / "state", (str(root / "benchjobs"),), 2.0, start_method)
+    executor = Executor(root / "state", (str(root / "benchjobs"),), 2.0, start_method,
+                        spare=spare)
     executor.warm_up()
     entered, checkpointed = [], []
     for _ in range(runs):
+        idle_until = time.monotonic() + gap
+        while time.monotonic() < idle_until:  # a runner's loop: reap, which also makes a spare
+            wait(executor.sentinels(), 0.02)
+            executor.reap(time.monotonic())
         record = store.submit("bench_start.first_line", {})
         record = store.assign(record.job_id, Owner(0, 1), record.generation)
         began = time.monotonic()
@@ -70,10 +78,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--start-method", default="forkserver", choices=("forkserver", "spawn"))
+    parser.add_argument("--gap", type=float, default=0.2, help="idle seconds before a start")
+    parser.add_argument("--no-spare", action="store_true", help="no spare worker")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        entered, checkpointed = measure(options.runs, options.start_method, Path(folder))
-    print(f"{options.runs} starts, start method {options.start_method}")
+        entered, checkpointed = measure(options.runs, options.start_method, Path(folder),
+                                        options.gap, not options.no_spare)
+    print(f"{options.runs} starts, start method {options.start_method}, "
+          f"{'no spare' if options.no_spare else 'spare worker'}, {options.gap}s apart")
     print(describe("start() -> job's first line", entered))
     print(describe("start() -> first checkpoint durable", checkpointed))
 

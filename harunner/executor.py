@@ -8,8 +8,12 @@ side and its exit codes.
 
 Responsibilities and invariants:
 - Workers start through one lazily created multiprocessing context
-  (forkserver with `harunner.worker` preloaded, or spawn), created inside the
-  runner process on first use (`warm_up` does it early), never at import.
+  (forkserver with `harunner.worker` and the job modules preloaded, or
+  spawn), created inside the runner process on first use (`warm_up` does it
+  early), never at import. One spare worker, already set up (process group,
+  runner watchdog, imports), waits on a pipe; `start` hands it the job, so a
+  job starts in a few milliseconds even with spawn. The next spare starts
+  SPARE_DELAY later, from `reap`, so it does not slow the job just started.
 - A worker is a process-group leader: every kill (timeout, lost ownership,
   shutdown, and the clean-up after any exit) goes to its whole group, so the
   job's own children die with it. The worker itself is signalled through a
@@ -25,6 +29,7 @@ Responsibilities and invariants:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import multiprocessing
@@ -32,9 +37,11 @@ import os
 import select
 import signal
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import spawn
+from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -56,6 +63,7 @@ OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "
 _RECORDED = {worker.EXIT_SUCCEEDED: "succeeded", worker.EXIT_FAILED: "failed",
              worker.EXIT_RETRYING: "retrying"}
 REAP_WAIT = 2.0
+SPARE_DELAY = 0.1  # after a start, wait this long before starting the next spare
 FORKSERVER_RETRIES = 40
 log = logging.getLogger("harunner.executor")
 
@@ -78,13 +86,26 @@ class _Worker:
     deadline: float | None
     terminated_at: float | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+
+@dataclass
+class _Spare:
+    process: BaseProcess
+    pidfd: int
+    connection: Connection
+
 
 class Executor:
-    """The worker processes of one runner, by job id."""
+    """The worker processes of one runner, by job id, and one spare worker ready to go."""
 
     def __init__(self, state_dir: Path, job_entries: Sequence[str], lock_timeout: float,
                  start_method: str = "forkserver", grace: float = 1.0, *,
-                 preload_jobs: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 preload_jobs: bool = True, spare: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method {start_method!r}: use 'forkserver' or 'spawn'")
         self.state_dir = Path(state_dir).resolve()
@@ -96,16 +117,21 @@ class Executor:
         self._store = Store(self.state_dir, lock_timeout=lock_timeout)
         self._context: BaseContext | None = None
         self._preloading_jobs = preload_jobs and start_method == "forkserver"
+        self._keep_spare = spare
+        self._spare: _Spare | None = None
+        self._replenish_at: float | None = None
+        self._setup: worker.WorkerSetup | None = None
         self._workers: dict[str, _Worker] = {}
         self._unrecorded: dict[str, tuple[_Worker, int, str, str]] = {}
 
     # -- starting ------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Start the forkserver and one no-op process now, so the first job starts fast."""
+        """Start the forkserver and the spare worker now, so the first job starts fast."""
         process = self._launch(worker.ping, (), "harunner-warm-up")
         process.join()
         process.close()
+        self._replenish()
 
     def start(self, record: JobRecord, now: float | None = None) -> None:
         """Start a worker for `record` (RUNNING, owned by this runner) at its generation."""
@@ -114,13 +140,58 @@ class Executor:
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        request = worker.WorkerRequest(
-            str(self.state_dir), self.lock_timeout, self.job_entries, record.job_id,
-            record.generation, os.getpid(), worker.process_start_ticks(os.getpid()))
-        process = self._launch(worker.main, (request,), f"harunner-job-{record.job_id}")
-        assert process.pid is not None
+        request = worker.WorkerRequest(self._worker_setup(), record.job_id, record.generation)
+        process, pidfd = self._hand_to_spare(request) or self._start_worker(request)
         deadline = now + record.timeout if record.timeout else None
-        self._workers[record.job_id] = _Worker(record, process, _pidfd(process.pid), deadline)
+        self._workers[record.job_id] = _Worker(record, process, pidfd, deadline)
+        if self._keep_spare and self._replenish_at is None:
+            self._replenish_at = now + SPARE_DELAY
+
+    def _worker_setup(self) -> worker.WorkerSetup:
+        if self._setup is None or self._setup.runner_pid != os.getpid():
+            self._setup = worker.WorkerSetup(
+                str(self.state_dir), self.lock_timeout, self.job_entries, os.getpid(),
+                worker.process_start_ticks(os.getpid()))
+        return self._setup
+
+    def _start_worker(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int]:
+        process = self._launch(worker.main, (request,), f"harunner-job-{request.job_id}")
+        assert process.pid is not None
+        return process, _pidfd(process.pid)
+
+    def _hand_to_spare(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int] | None:
+        """Give the job to the spare worker, if there is a live one."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            if _pidfd_ready(spare.pidfd):
+                raise BrokenPipeError("the spare worker died while idle")
+            spare.connection.send((request.job_id, request.generation))
+        except OSError as error:
+            log.warning("spare worker %s unusable (%s); starting a new one", spare.process.pid,
+                        error)
+            self._discard(spare)
+            return None
+        spare.connection.close()
+        return spare.process, spare.pidfd
+
+    def _replenish(self) -> None:
+        """Start a spare worker if there is none (it sets itself up, then waits for a job)."""
+        self._replenish_at = None
+        if not self._keep_spare or self._spare is not None:
+            return
+        reader, writer = self._multiprocessing().Pipe(duplex=False)  # type: ignore[attr-defined]
+        process = self._launch(worker.standby, (self._worker_setup(), reader), "harunner-spare")
+        reader.close()
+        assert process.pid is not None
+        self._spare = _Spare(process, _pidfd(process.pid), writer)
+
+    def _discard(self, spare: _Spare) -> None:
+        spare.connection.close()
+        assert spare.process.pid is not None
+        _signal_group(spare.process.pid, spare.pidfd, signal.SIGKILL)
+        _close_process(spare.process, spare.pidfd)
 
     def _launch(self, target: Callable[..., None], args: tuple[Any, ...],
                 name: str) -> BaseProcess:
@@ -166,6 +237,8 @@ class Executor:
     def _multiprocessing(self) -> BaseContext:
         """The multiprocessing context, created on first use inside this process."""
         if self._context is None:
+            # At interpreter exit, multiprocessing joins every child: kill ours first.
+            atexit.register(_shutdown_at_exit, weakref.ref(self))
             context = multiprocessing.get_context(self.start_method)
             if self.start_method == "forkserver":
                 context.set_forkserver_preload(self._preload_modules())
@@ -191,18 +264,31 @@ class Executor:
         jobs.update({job_id: u[0].record.generation for job_id, u in self._unrecorded.items()})
         return jobs
 
+    @property
+    def spare_pid(self) -> int | None:
+        """The pid of the spare worker waiting for a job, if there is one."""
+        return self._spare.process.pid if self._spare is not None else None
+
     def sentinels(self) -> list[int]:
         """Handles that become ready when a worker exits (for connection.wait)."""
         return [w.process.sentinel for w in self._workers.values()]
 
     def next_deadline(self) -> float | None:
-        """The earliest monotonic time at which `check_timeouts` has something to do."""
+        """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
         times = [w.deadline if w.terminated_at is None else w.terminated_at + self.grace
                  for w in self._workers.values() if w.deadline is not None]
+        if self._replenish_at is not None:
+            times.append(self._replenish_at)
         return min(times, default=None)
 
     def reap(self, now: float) -> list[WorkerExit]:
-        """Settle every worker that has exited, recording attempts it left unrecorded."""
+        """Settle every worker that has exited, recording attempts it left unrecorded.
+
+        Also starts the next spare worker once SPARE_DELAY has passed since a
+        start, so that it does not compete for the CPU with a job just started.
+        """
+        if self._replenish_at is not None and now >= self._replenish_at:
+            self._replenish()
         exits = [exit for exit in map(self._retry_unrecorded, list(self._unrecorded)) if exit]
         for job_id, w in list(self._workers.items()):
             if w.process.exitcode is None and not _pidfd_ready(w.pidfd):
@@ -221,10 +307,10 @@ class Executor:
                 continue
             if w.terminated_at is None:
                 w.terminated_at = now
-                _signal_group(w, signal.SIGTERM)
+                _signal_group(w.pid, w.pidfd, signal.SIGTERM)
                 signalled.append(job_id)
             elif now >= w.terminated_at + self.grace:
-                _signal_group(w, signal.SIGKILL)
+                _signal_group(w.pid, w.pidfd, signal.SIGKILL)
         return signalled
 
     # -- stopping ------------------------------------------------------------------
@@ -237,11 +323,14 @@ class Executor:
         w = self._workers.pop(job_id, None)
         if w is None:
             return None
-        _signal_group(w, signal.SIGKILL)
+        _signal_group(w.pid, w.pidfd, signal.SIGKILL)
         return WorkerExit(job_id, w.record.generation, self._wait_dead(w), "killed")
 
     def shutdown(self) -> list[WorkerExit]:
         """Kill and reap every worker; records nothing."""
+        if self._spare is not None:
+            self._discard(self._spare)
+            self._spare = None
         job_ids = list(self._workers) + list(self._unrecorded)
         return [exit for exit in map(self.kill, job_ids) if exit is not None]
 
@@ -249,16 +338,13 @@ class Executor:
 
     def _wait_dead(self, w: _Worker) -> int:
         """Make sure the worker and its group are gone; release its handles; its exit code."""
+        pid = w.process.pid
+        assert pid is not None
         if not _pidfd_ready(w.pidfd):
-            _signal_group(w, signal.SIGKILL)  # reported gone but alive: the forkserver died
+            _signal_group(pid, w.pidfd, signal.SIGKILL)  # reported gone but alive: lost forkserver
             _pidfd_ready(w.pidfd, REAP_WAIT)
-        _signal_group(w, signal.SIGKILL, worker_too=False)
-        w.process.join(REAP_WAIT)
-        code = w.process.exitcode
-        if w.pidfd >= 0:
-            os.close(w.pidfd)
-        if code is not None:
-            w.process.close()
+        _signal_group(pid, -1, signal.SIGKILL)  # whatever the job left in its group
+        code = _close_process(w.process, w.pidfd)
         return 255 if code is None else code
 
     def _settle(self, w: _Worker, code: int) -> WorkerExit | None:
@@ -297,6 +383,12 @@ class Executor:
     def _retry_unrecorded(self, job_id: str) -> WorkerExit | None:
         w, code, outcome, error = self._unrecorded.pop(job_id)
         return self._record(w, code, outcome, error)
+
+
+def _shutdown_at_exit(executor: weakref.ref[Executor]) -> None:
+    alive = executor()
+    if alive is not None:
+        alive.shutdown()
 
 
 def _absolute_entry(entry: str) -> str:
@@ -363,11 +455,21 @@ def _pidfd_ready(pidfd: int, timeout: float = 0.0) -> bool:
     return bool(readable)
 
 
-def _signal_group(w: _Worker, signum: int, worker_too: bool = True) -> None:
-    """Send `signum` to the worker's process group, and to the worker through its pidfd."""
-    assert w.process.pid is not None
+def _signal_group(pid: int, pidfd: int, signum: int) -> None:
+    """Send `signum` to process group `pid`, and to the process itself through `pidfd` (if >= 0)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(w.process.pid, signum)
-    if worker_too and w.pidfd >= 0:
+        os.killpg(pid, signum)
+    if pidfd >= 0:
         with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(w.pidfd, signum)
+            signal.pidfd_send_signal(pidfd, signum)
+
+
+def _close_process(process: BaseProcess, pidfd: int) -> int | None:
+    """Join a dead process, release its pidfd and sentinel; its exit code."""
+    process.join(REAP_WAIT)
+    code = process.exitcode
+    if pidfd >= 0:
+        os.close(pidfd)
+    if code is not None:
+        process.close()
+    return code

@@ -40,8 +40,9 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harunner.api import Context, job_logger, retry_at
 from harunner.discovery import find
@@ -64,26 +65,56 @@ log = logging.getLogger("harunner.worker")
 
 
 @dataclass(frozen=True)
-class WorkerRequest:
-    """Everything a worker needs, picklable: which job, at which generation, for whom."""
+class WorkerSetup:
+    """What every worker of one runner shares, picklable."""
 
     state_dir: str
     lock_timeout: float
     job_entries: tuple[str, ...]
-    job_id: str
-    generation: int
     runner_pid: int
     runner_start_ticks: int
 
 
+@dataclass(frozen=True)
+class WorkerRequest:
+    """One attempt to run: which job, at which generation."""
+
+    setup: WorkerSetup
+    job_id: str
+    generation: int
+
+
 def main(request: WorkerRequest) -> None:
     """The worker process's target: set up, run the attempt, exit with its code."""
+    prepare(request.setup)
+    _exit(run(request))
+
+
+def standby(setup: WorkerSetup, connection: Connection) -> None:
+    """A spare worker's target: set up now, then wait for (job_id, generation) and run it.
+
+    The executor keeps one spare ready so that a job starts without paying
+    for a process start. The spare exits quietly if the pipe closes unused.
+    """
+    prepare(setup)
+    try:
+        job_id, generation = connection.recv()
+    except (EOFError, OSError):
+        _exit(EXIT_SUCCEEDED)
+    connection.close()
+    _exit(run(WorkerRequest(setup, job_id, generation)))
+
+
+def prepare(setup: WorkerSetup) -> None:
+    """Lead a process group and die with the runner (see the module docstring)."""
     _own_process_group()
     _set_parent_death_signal(signal.SIGKILL)
-    watch_runner(request.runner_pid, request.runner_start_ticks)
-    if os.getppid() == request.runner_pid:
+    watch_runner(setup.runner_pid, setup.runner_start_ticks)
+    if os.getppid() == setup.runner_pid:
         _set_parent_death_signal(0)
-    code = run(request)
+
+
+def _exit(code: int) -> NoReturn:
     _flush_output()
     os._exit(code)
 
@@ -94,7 +125,8 @@ def ping() -> None:
 
 def run(request: WorkerRequest) -> int:
     """Run the attempt and record its outcome; returns the exit code."""
-    store = Store(Path(request.state_dir), lock_timeout=request.lock_timeout)
+    setup = request.setup
+    store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
     try:
         record = store.get(request.job_id)
         if record.state is not JobState.RUNNING or record.generation != request.generation:
@@ -102,7 +134,7 @@ def run(request: WorkerRequest) -> int:
         checkpoint = store.read_checkpoint(request.job_id)
         logger = job_logger(store, record)
         _redirect_output(store.log_path(request.job_id))
-        return attempt(store, record, checkpoint, logger, request.job_entries)
+        return attempt(store, record, checkpoint, logger, setup.job_entries)
     except FencedError:
         return EXIT_FENCED
     except Exception:
@@ -183,7 +215,7 @@ def _poll_pid(pid: int, start_ticks: int) -> None:
     orphaned()
 
 
-def orphaned() -> None:
+def orphaned() -> NoReturn:
     """The runner is gone: kill this worker's group (the job's children too) and exit."""
     if os.getpgrp() == os.getpid():
         with contextlib.suppress(OSError):

@@ -65,6 +65,14 @@ class Harness:
                     return settled
         raise AssertionError(f"job {job_id} did not settle within {timeout}s")
 
+    def spare_after_start(self, old: int | None, timeout: float = 10.0) -> int:
+        """Run the loop (reap) until a new spare worker, other than `old`, is ready."""
+        def new_spare() -> int | None:
+            self.executor.reap(time.monotonic())
+            pid = self.executor.spare_pid
+            return pid if pid not in (None, old) else None
+        return wait_for(new_spare, timeout)
+
     def pids(self, path: str, timeout: float = 10.0) -> list[int]:
         """The pids a job wrote to `path`, waiting for the file."""
         return [int(p) for p in wait_for(lambda: _read(path), timeout).split()]

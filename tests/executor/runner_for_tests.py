@@ -1,13 +1,15 @@
-"""A stand-in runner for the orphan test: starts one worker through an Executor, then idles.
+"""A stand-in runner for the orphan test: starts one worker through an Executor, then loops.
 
 Usage: python runner_for_tests.py STATE_DIR JOBS_FOLDER JOB_ID START_METHOD
-Prints "worker <pid>" once the worker is started.
+Prints "worker <pid>" once the worker is started, then "spare <pid>" once the
+next spare worker is ready, then reaps forever like a runner's loop.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from multiprocessing.connection import wait
 from pathlib import Path
 
 from harunner.executor import Executor
@@ -17,11 +19,16 @@ from harunner.store import Store
 def main() -> None:
     state_dir, jobs_folder, job_id, start_method = sys.argv[1:5]
     executor = Executor(Path(state_dir), (jobs_folder,), 2.0, start_method=start_method)
+    executor.warm_up()
     executor.start(Store(Path(state_dir)).get(job_id))
-    process = executor._workers[job_id].process
-    print(f"worker {process.pid}", flush=True)
+    print(f"worker {executor._workers[job_id].process.pid}", flush=True)
+    announced = False
     while True:
-        time.sleep(1)
+        wait(executor.sentinels(), 0.02)
+        executor.reap(time.monotonic())
+        if not announced and executor.spare_pid is not None:
+            print(f"spare {executor.spare_pid}", flush=True)
+            announced = True
 
 
 if __name__ == "__main__":

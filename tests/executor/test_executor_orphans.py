@@ -30,12 +30,15 @@ def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method):
         line = runner.stdout.readline()
         assert line.startswith("worker "), line
         worker_pid = int(line.split()[1])
+        line = runner.stdout.readline()
+        assert line.startswith("spare "), line
+        spare_pid = int(line.split()[1])
         assert harness.pids(pid_file)[0] == worker_pid
         grandchild = harness.pids(pid_file)[1]
         runner.kill()
         runner.wait(5)
         killed_at = time.monotonic()
-        wait_for(lambda: not alive(worker_pid) and not alive(grandchild), 2.0, 0.005)
+        wait_for(lambda: not any(map(alive, (worker_pid, grandchild, spare_pid))), 2.0, 0.005)
         print(f"worker gone {1000 * (time.monotonic() - killed_at):.1f} ms after its runner")
         assert zombie_children() == []
     finally:
