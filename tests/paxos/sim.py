@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sim_checker import Checker
+from sim_checker import INVARIANTS, Checker
 
 from harunner.paxos import AcceptorState, Effects, InstanceKey, Message, Node, ProposerState
 from harunner.paxos.acceptor import highest_round, repaired, unusable
@@ -100,14 +100,15 @@ class Simulator:
     """Nodes, a network and a clock, all driven by one seed."""
 
     def __init__(self, seed: int, voters: Iterable[int] = (0, 1, 2), timeout: float = 0.2,
-                 shell_class: type[Shell] = Shell, checked: bool = True) -> None:
+                 shell_class: type[Shell] = Shell,
+                 checks: frozenset[str] = frozenset(INVARIANTS)) -> None:
         self.seed = seed
         self.voters = tuple(voters)
         self.timeout = timeout
         self.now = 0.0
         self.net: list[Envelope] = []
         self.sent = 0
-        self.checker = Checker(self, enabled=checked)
+        self.checker = Checker(self, checks)
         self.shells = {slot: shell_class(self, slot) for slot in self.voters}
 
     def post(self, source: int, target: int, message: Message, depth: int,

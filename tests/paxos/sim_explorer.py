@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim import Envelope, Shell, Simulator
-from sim_checker import Violation
+from sim_checker import INVARIANTS, Violation
 
 KEYS = (("a", 1), ("a", 2), ("b", 1))
 Action = tuple[Any, ...]
@@ -53,6 +53,7 @@ class Setup:
     voters: tuple[int, ...] = (0, 1, 2)
     faults: bool = True
     repairs: bool = True
+    checks: frozenset[str] = frozenset(INVARIANTS)
 
 
 def format_action(action: Action) -> str:
@@ -65,7 +66,7 @@ def format_action(action: Action) -> str:
 def explore(seed: int, steps: int, setup: Setup = Setup()) -> Outcome:
     """Run `steps` random actions from `seed`; stop at the first violation."""
     rng = random.Random(seed)
-    sim = Simulator(seed, setup.voters, shell_class=setup.shell_class)
+    sim = Simulator(seed, setup.voters, shell_class=setup.shell_class, checks=setup.checks)
     outcome = Outcome(seed)
     for _ in range(steps):
         action = choose(rng, sim, setup)
@@ -81,7 +82,7 @@ def explore(seed: int, steps: int, setup: Setup = Setup()) -> Outcome:
 
 def replay(seed: int, actions: Sequence[Action], setup: Setup = Setup()) -> Violation | None:
     """Run `actions` on a fresh cluster; the violation they lead to, if any."""
-    sim = Simulator(seed, setup.voters, shell_class=setup.shell_class)
+    sim = Simulator(seed, setup.voters, shell_class=setup.shell_class, checks=setup.checks)
     try:
         for action in actions:
             run(sim, action)
@@ -204,3 +205,14 @@ def seeds(count: int, base: int) -> list[int]:
     if os.environ.get(SEED_ENV):
         return [int(os.environ[SEED_ENV])]
     return [base + i for i in range(count)]
+
+
+def hunt(setup: Setup, count: int, steps: int, base: int = 0) -> tuple[Outcome | None, int]:
+    """Explore seeds until one violates an invariant; (that outcome or None, steps run)."""
+    explored = 0
+    for seed in seeds(count, base):
+        outcome = explore(seed, steps, setup)
+        explored += len(outcome.actions)
+        if outcome.violation is not None:
+            return outcome, explored
+    return None, explored
