@@ -20,9 +20,9 @@ def count(ctx: Context, to: int = 100, delay: float = 0.02) -> dict:
     resumes = list(state.get("resumes", []))
     resumes.append({"generation": ctx.generation, "from": i})
     while i < to:
-        time.sleep(delay)
-        i += 1
+        i += 1  # one step of work: here, counting; then a pause standing for real work
         resumes[-1].setdefault("t", time.time())  # when this owner's first checkpoint was taken
         ctx.checkpoint({"i": i, "t": time.time(), "resumes": resumes})
         ctx.progress(i, to)
+        time.sleep(delay)
     return {"count": i, "resumes": resumes}
