@@ -83,6 +83,10 @@ def test_sigkill_of_two_of_three_slots_waits_for_a_majority(make_cluster):
     generation = cluster.record(job).generation
     os.kill(cluster.runner_pid(other), signal.SIGKILL)
     os.kill(owner_pid, signal.SIGKILL)
+    alone_until = time.monotonic() + 0.5  # respawns come after 800 ms: one slot is alone
+    while time.monotonic() < alone_until:
+        assert cluster.record(job).generation == generation, "decided without a majority"
+        time.sleep(0.01)
     final = cluster.finished(job)
     assert final.state is JobState.SUCCEEDED and final.result["count"] == 80
     assert final.generation > generation
