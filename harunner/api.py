@@ -28,7 +28,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harunner.errors import FencedError, JobArgumentError, JobDefinitionError
+from harunner.errors import (
+    FencedError,
+    JobArgumentError,
+    JobDefinitionError,
+    StaleTransitionError,
+)
 from harunner.store import Checkpoint, JobRecord, Progress
 
 if TYPE_CHECKING:
@@ -274,11 +279,16 @@ class Context:
                      Progress(done, total, message))
 
     def _fenced(self, write: Callable[..., Any], *args: Any) -> Any:
+        """Call a store write; any refusal because the job moved on is a `FencedError`."""
         try:
             return write(*args)
         except FencedError:
             self.fenced = True
             raise
+        except StaleTransitionError as error:
+            self.fenced = True
+            raise FencedError(f"job {self.job_id} moved on without generation "
+                              f"{self.generation}: {error}") from error
 
 
 class _GenerationFilter(logging.Filter):

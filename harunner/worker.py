@@ -46,7 +46,7 @@ from typing import Any, NoReturn
 
 from harunner.api import Context, job_logger, retry_at
 from harunner.discovery import find
-from harunner.errors import FencedError, HarunnerError
+from harunner.errors import FencedError, HarunnerError, StaleTransitionError
 from harunner.store import JobRecord, JobState, Store
 
 EXIT_SUCCEEDED = 0    # the job returned; SUCCEEDED recorded
@@ -135,7 +135,7 @@ def run(request: WorkerRequest) -> int:
         logger = job_logger(store, record)
         _redirect_output(store.log_path(request.job_id))
         return attempt(store, record, checkpoint, logger, setup.job_entries)
-    except FencedError:
+    except (FencedError, StaleTransitionError):
         return EXIT_FENCED
     except Exception:
         traceback.print_exc()

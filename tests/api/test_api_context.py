@@ -87,3 +87,12 @@ def test_log_lines_carry_time_and_generation(store):
     line = store.log_path(record.job_id).read_text().strip()
     assert line.endswith("gen=1 attempt=1 INFO hello world")
     assert line[:4].isdigit()
+
+
+def test_a_write_to_a_job_that_moved_on_is_fenced_too(store):
+    record = running(store)
+    ctx = context(store, record)
+    store.finish(record.job_id, record.generation, error="recorded elsewhere", retry_at=0.0)
+    with pytest.raises(FencedError, match="moved on"):
+        ctx.checkpoint({"i": 1})
+    assert ctx.fenced and store.read_checkpoint(record.job_id) is None
