@@ -1,11 +1,12 @@
 """The job worker: the process that runs one attempt of one job at one generation.
 
-The executor starts `main(request)` in a fresh process (forkserver or spawn).
-The worker
+The executor starts `main(request)` in a fresh process (forkserver or spawn),
+or `standby(setup, pipe)` for its spare worker, which does steps 1-2 at once
+and waits on the pipe for the job. The worker
 1. makes itself a process-group leader, so the runner can kill the job and
    every process the job started with one `killpg`;
 2. dies with its runner, and takes its group (the job's own children) with
-   it: a daemon thread polls a pidfd of the runner and SIGKILLs the worker's
+   it: a background thread polls a pidfd of the runner and SIGKILLs the worker's
    group the moment the runner is gone. PR_SET_PDEATHSIG=SIGKILL (plus a
    parent check) covers the start-up until that thread watches, and stays
    armed when the parent is the forkserver (it fires if the forkserver dies;
@@ -20,7 +21,8 @@ The worker
    time per the record's policy) and exits with a code that says what it did.
 
 Invariants: a fenced worker (a newer owner or a cancel raised the generation)
-writes nothing more and exits with EXIT_FENCED; the job's stdout and stderr
+writes nothing more to the store (one line in the job's log says why) and
+exits with EXIT_FENCED; the job's stdout and stderr
 go to its log file; nothing is imported or started at import time.
 
 Exit codes (any other code, or death by a signal, means the worker crashed
