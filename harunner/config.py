@@ -54,17 +54,15 @@ class Config:
         return Path(self.state_dir).expanduser().resolve()
 
     def with_overrides(self, overrides: Mapping[str, Any], origin: str) -> Config:
-        """A copy with `overrides` checked and applied."""
+        """A copy with `overrides` type-checked and applied (relations: see `check`)."""
         values = dataclasses.asdict(self)
         for key, raw in overrides.items():
             values[key] = _coerce(key, raw, origin)
         values["source"] = origin
-        config = Config(**values)
-        config.check(origin)
-        return config
+        return Config(**values)
 
     def check(self, origin: str) -> None:
-        """Refuse impossible values and relations, naming `origin`."""
+        """Refuse impossible values and relations of the final config, naming `origin`."""
         _require(self.slots >= 1, origin, "slots", f"is {self.slots}; at least 1 runner slot")
         for key in ("heartbeat_ms", "hang_timeout_ms", "lock_timeout_ms", "paxos_timeout_ms",
                     "respawn_backoff_ms", "respawn_backoff_max_ms", "stop_timeout_ms"):
@@ -156,14 +154,21 @@ def read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SEED", "HARUNNER_SOAK",
+                         "HARUNNER_FUZZ_FRAMES"})
+
+
 def from_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The `HARUNNER_<KEY>` variables that name options (HARUNNER_CONFIG excluded)."""
+    """The `HARUNNER_<KEY>` variables; a misspelt one is refused rather than ignored."""
     found = {}
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
+        if name.startswith(ENV_PREFIX) and name not in NOT_OPTIONS:
             key = name[len(ENV_PREFIX):].lower()
-            if key in FIELDS:
-                found[key] = value
+            if key not in FIELDS:
+                allowed = ", ".join(ENV_PREFIX + k.upper() for k in sorted(FIELDS))
+                raise ConfigError(f"environment: {name} is not a harunner option; allowed: "
+                                  f"{allowed} (and {', '.join(sorted(NOT_OPTIONS))})")
+            found[key] = value
     return found
 
 
@@ -172,17 +177,21 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
-    """Defaults < file < environment < `overrides` (CLI flags), each layer checked."""
+    """Defaults < file < environment < `overrides` (CLI flags); relations checked at the end."""
     env = os.environ if env is None else env
     config = Config()
+    origins: list[str] = []
     path = find_config_file(explicit_file, env)
     if path is not None:
         config = config.with_overrides(read_file(path), str(path))
+        origins.append(str(path))
     env_values = from_environment(env)
     if env_values:
         config = config.with_overrides(env_values, "environment (HARUNNER_*)")
-    if overrides:
-        config = config.with_overrides(
-            {key: value for key, value in overrides.items() if value is not None},
-            "command line")
+        origins.append("environment (HARUNNER_*)")
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if flags:
+        config = config.with_overrides(flags, "command line")
+        origins.append("command line")
+    config.check(" + ".join(origins) or "defaults")
     return config

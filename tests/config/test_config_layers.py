@@ -104,9 +104,13 @@ def test_invalid_toml_is_refused(config_file):
         load(config_file("slots = = 3\n"), env={})
 
 
-@pytest.mark.xfail(strict=True, reason="config.py checks relations after each layer, so a "
-                   "relation made valid by a later layer is refused (reported, not fixed here)")
 def test_a_relation_is_checked_on_the_final_config_not_per_layer(config_file):
     path = config_file("heartbeat_ms = 300\n")
     config = load(path, env={"HARUNNER_HANG_TIMEOUT_MS": "1000"})
     assert (config.heartbeat_ms, config.hang_timeout_ms) == (300, 1000)
+
+
+def test_a_misspelt_environment_variable_is_refused_with_the_allowed_names(config_file):
+    with pytest.raises(ConfigError) as error:
+        load(config_file(""), env={"HARUNNER_SLOT": "3"})
+    assert "HARUNNER_SLOT" in str(error.value) and "HARUNNER_SLOTS" in str(error.value)
