@@ -40,6 +40,7 @@ from harunner.errors import (
 )
 from harunner.events import EventLog
 from harunner.executor import Executor
+from harunner.failpoints import failpoint
 from harunner.paxos import InstanceKey, Value
 from harunner.scheduler import Scheduler
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
@@ -375,6 +376,7 @@ def runner_main(config: Config, slot: int) -> None:
         log.error("%s", error)
         os._exit(EXIT_SLOT_BUSY)
     _request_stop(runner)
+    failpoint("runner.started")
     try:
         runner.run()
     except Exception:

@@ -116,11 +116,12 @@ class Cluster:
         self.store = Store(self.config.state_path, self.config.lock_timeout_ms / 1000)
         self.supervisor: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start(self, wait: bool = True, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
         log = open(self.root / "supervisor.out", "ab")
         self.supervisor = subprocess.Popen(
             [sys.executable, "-m", "harunner", "start", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         log.close()
         if wait:
             self.wait_up()
