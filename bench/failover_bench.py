@@ -30,6 +30,7 @@ from typing import Any
 
 from harunner import cluster, config, control
 from harunner.events import read_events
+from harunner.polling import wait_until
 from harunner.status import listen
 from harunner.store import Store
 
@@ -40,13 +41,7 @@ STEPS = [("exit seen", "runner_exit"), ("declared dead", "detected"),
 
 
 def poll(condition: Any, timeout: float, what: str, interval: float = 0.001) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out waiting for {what}")
+    return wait_until(condition, timeout, what, interval)
 
 
 def acks(path: Path) -> list[tuple[int, float]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from harunner import cluster, config, control
 from harunner.events import read_events
+from harunner.polling import wait_until as poll
 from harunner.status import listen
 from harunner.store import JobState, Store
 
@@ -28,17 +29,6 @@ JOB = "harunner.demo_jobs.count"
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def poll(condition: Any, timeout: float, what: str, interval: float = 0.005) -> Any:
-    """Call `condition` until it returns something truthy; RuntimeError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def run_demo(keep: bool = False) -> int:
@@ -52,7 +42,7 @@ def run_demo(keep: bool = False) -> int:
                                    str(config_path)], stdout=log, stderr=subprocess.STDOUT)
     try:
         return _show(cfg, supervisor)
-    except RuntimeError as error:
+    except TimeoutError as error:
         say(f"demo failed: {error} (logs kept in {root})")
         keep = True
         return 1

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from harunner import cluster, config, control
+from harunner.polling import wait_until
 from harunner.status import listen
 from harunner.store import JobRecord, Store
 
@@ -32,14 +32,8 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def poll(condition: Callable[[], Any], timeout: float, what: str,
          interval: float = 0.005) -> Any:
-    """Call `condition` until truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    """Call `condition` until truthy; the test fails with TimeoutError after `timeout` s."""
+    return wait_until(condition, timeout, what, interval)
 
 
 def children_of(pid: int) -> list[int]:
