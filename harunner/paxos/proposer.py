@@ -97,17 +97,19 @@ class Proposer:
         return self.state, self._prepares(ballot, fresh)
 
     def tick(self, now: float, rng: random.Random) -> tuple[ProposerState | None, Sends]:
-        """Retry, at a new ballot, every instance whose deadline passed."""
-        due = [key for key, attempt in self.attempts.items() if attempt.retry_at <= now]
-        if not due:
+        """Retry, at one new ballot, every instance whose deadline passed or nearly did."""
+        if not any(attempt.retry_at <= now for attempt in self.attempts.values()):
             return None, []
+        soon = now + self.timeout / 2
+        due = [key for key, attempt in self.attempts.items() if attempt.retry_at <= soon]
         ballot = self._new_ballot()
+        delay = rng.uniform(0.5, 1.5)
         for key in due:
             attempt = self.attempts[key]
             attempt.tries += 1
             attempt.ballot, attempt.phase = ballot, Phase.PREPARING
             attempt.promises, attempt.accepts = {}, set()
-            attempt.retry_at = now + self._backoff(attempt.tries, rng)
+            attempt.retry_at = now + self._backoff(attempt.tries, delay)
         return self.state, self._prepares(ballot, due)
 
     def on_promise(self, message: Promise) -> Sends:
@@ -141,12 +143,13 @@ class Proposer:
         """Back off the refused instances; the instances abandoned because they are closed."""
         self.seen_round = max(self.seen_round, message.promised.round)
         abandoned: list[InstanceKey] = []
+        delay = rng.uniform(0.5, 1.5)
         for key in message.keys:
             attempt = self.attempts.get(key)
             if attempt is None or attempt.ballot != message.ballot:
                 continue
             if message.reason is NackReason.PROMISED:
-                attempt.retry_at = min(attempt.retry_at, now + self._backoff(attempt.tries, rng))
+                attempt.retry_at = min(attempt.retry_at, now + self._backoff(attempt.tries, delay))
             elif message.reason is NackReason.CLOSED and message.sender in self.slots:
                 attempt.closed.add(message.sender)
                 if len(attempt.closed) >= self.quorum:
@@ -182,9 +185,12 @@ class Proposer:
     def _ballot(self, round_: int) -> Ballot:
         return Ballot(round_, self.slot)
 
-    def _backoff(self, tries: int, rng: random.Random) -> float:
-        """A randomized delay that doubles with each try, up to a bound."""
-        return self.timeout * rng.uniform(0.5, 1.5) * 2 ** min(tries, MAX_BACKOFF_DOUBLINGS)
+    def _backoff(self, tries: int, jitter: float) -> float:
+        """A delay that doubles with each try, up to a bound, times a random `jitter`.
+
+        One jitter is drawn per message or tick, so that a batch stays one batch.
+        """
+        return self.timeout * jitter * 2 ** min(tries, MAX_BACKOFF_DOUBLINGS)
 
     def _prepares(self, ballot: Ballot, keys: list[InstanceKey]) -> Sends:
         sends: Sends = []

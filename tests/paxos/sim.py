@@ -68,6 +68,7 @@ class Shell:
         self.life += 1
         self.node = self.node_class(self.slot, self.sim.voters, self.disk.acceptor,
                                     self.disk.proposer, self.sim.timeout)
+        self.sim.checker.on_start(self)
 
     def crash(self) -> None:
         self.node = None

@@ -21,7 +21,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from harunner.paxos import Accept, Ballot, Effects, InstanceKey, Prepare, Promise, Value
+from harunner.paxos import (
+    Accept,
+    AcceptorState,
+    Ballot,
+    Effects,
+    InstanceKey,
+    Prepare,
+    Promise,
+    Value,
+)
 from harunner.paxos.ballot import majority
 
 if TYPE_CHECKING:
@@ -39,7 +48,7 @@ class Violation(AssertionError):
 
 
 class Checker:
-    """Records what the nodes did and checks the invariants."""
+    """Records what the nodes did and checks the invariants where something changed."""
 
     def __init__(self, sim: Simulator, checks: frozenset[str] = frozenset(INVARIANTS)) -> None:
         self.sim = sim
@@ -48,24 +57,35 @@ class Checker:
         self.accepted: dict[InstanceKey, dict[tuple[Ballot, Value], set[int]]] = (
             defaultdict(lambda: defaultdict(set)))
         self.learned: dict[InstanceKey, set[Value]] = defaultdict(set)
-        self.sent_promise: dict[tuple[int, InstanceKey, int], Ballot] = {}
+        self.sent_promise: dict[int, dict[tuple[InstanceKey, int], Ballot]] = defaultdict(dict)
         self.preparer: dict[tuple[InstanceKey, Ballot], tuple[int, int]] = {}
         self.proposal: dict[tuple[InstanceKey, Ballot], Value] = {}
         self.repaired: set[int] = set()
-        self.steps = 0
+        self.dirty_keys: set[InstanceKey] = set()
+        self.dirty_slots: set[int] = set()
 
     def on_effects(self, shell: Shell, effects: Effects) -> None:
         """Record what one node call produced; check the ballot rule on its sends."""
         if not self.enabled:
             return
         if effects.acceptor_state is not None:
+            self.dirty_slots.add(shell.slot)
             for key, vote in effects.acceptor_state.votes.items():
-                if vote.value is not None:
-                    self.accepted[key][(vote.accepted, vote.value)].add(shell.slot)
+                if vote.value is None:
+                    continue
+                voters = self.accepted[key][(vote.accepted, vote.value)]
+                if shell.slot not in voters:
+                    voters.add(shell.slot)
+                    self.dirty_keys.add(key)
         for key, value in effects.decided.items():
             self.learned[key].add(value)
+            self.dirty_keys.add(key)
         for _, message in effects.send:
             self._record_send(shell, message)
+
+    def on_start(self, shell: Shell) -> None:
+        """A slot (re)started from its disk: check its promises again."""
+        self.dirty_slots.add(shell.slot)
 
     def on_repair(self, shell: Shell) -> None:
         """Waive what a repaired slot's lost files alone could guarantee.
@@ -76,15 +96,16 @@ class Checker:
         acceptor owes nothing to that lost life's own ballots.
         """
         self.repaired.add(shell.slot)
-        for index in [i for i in self.sent_promise if i[0] == i[2] == shell.slot]:
-            del self.sent_promise[index]
+        promised = self.sent_promise[shell.slot]
+        for index in [index for index in promised if index[1] == shell.slot]:
+            del promised[index]
 
     def _record_send(self, shell: Shell, message: object) -> None:
         if isinstance(message, Promise):
+            promised = self.sent_promise[shell.slot]
             for report in message.reports:
-                index = (shell.slot, report.key, message.ballot.slot)
-                self.sent_promise[index] = max(self.sent_promise.get(index, message.ballot),
-                                               message.ballot)
+                index = (report.key, message.ballot.slot)
+                promised[index] = max(promised.get(index, message.ballot), message.ballot)
         elif isinstance(message, Prepare):
             for key in message.keys:
                 self._check_preparer(shell, key, message.ballot)
@@ -97,29 +118,32 @@ class Checker:
 
     def _check_preparer(self, shell: Shell, key: InstanceKey, ballot: Ballot) -> None:
         who = self.preparer.setdefault((key, ballot), (shell.slot, shell.life))
-        if who == (shell.slot, shell.life):
+        if who == (shell.slot, shell.life) or "ballots" not in self.checks:
             return
-        if (who[0] == shell.slot and shell.slot in self.repaired) or "ballots" not in self.checks:
+        if who[0] == shell.slot and shell.slot in self.repaired:
             return
         raise Violation("ballots", f"{key} ballot {ballot} prepared by slot/life {who} "
                         f"and {(shell.slot, shell.life)}")
 
     def check(self) -> None:
-        """Check every invariant now; raise `Violation` on the first breach."""
-        if not self.enabled:
-            return
-        self.steps += 1
-        for key in set(self.accepted) | set(self.learned):
+        """Check the invariants where anything changed; raise `Violation` on a breach."""
+        keys, slots = self.dirty_keys, self.dirty_slots
+        self.dirty_keys, self.dirty_slots = set(), set()
+        for key in keys:
             chosen = self.chosen(key)
             if len(chosen) > 1 and "chosen" in self.checks:
                 raise Violation("chosen", f"{key}: {sorted(chosen)} all chosen")
             if not self.learned[key] <= chosen and "learned" in self.checks:
                 raise Violation("learned", f"{key}: learned {sorted(self.learned[key])}, "
                                 f"chosen {sorted(chosen)}")
-        if "promises" in self.checks:
-            self._check_promises()
-        if "votes" in self.checks:
-            self._check_votes()
+        for slot in slots:
+            node = self.sim.shells[slot].node
+            if node is None or not node.acceptor_state.usable:
+                continue
+            if "promises" in self.checks:
+                self._check_promises(slot, node.acceptor_state)
+            if "votes" in self.checks:
+                self._check_votes(slot, node.acceptor_state)
 
     def chosen(self, key: InstanceKey) -> set[Value]:
         """The values a majority accepted at one ballot, at any time."""
@@ -127,21 +151,14 @@ class Checker:
         return {value for (_, value), slots in self.accepted.get(key, {}).items()
                 if len(slots) >= quorum}
 
-    def _check_votes(self) -> None:
-        for shell in self.sim.shells.values():
-            if shell.node is None:
-                continue
-            for key, vote in shell.node.acceptor_state.votes.items():
-                if vote.accepted > vote.promised:
-                    raise Violation("votes", f"slot {shell.slot} accepted {vote.accepted} in "
-                                    f"{key} above its promise {vote.promised}")
+    def _check_votes(self, slot: int, state: AcceptorState) -> None:
+        for key, vote in state.votes.items():
+            if vote.accepted > vote.promised:
+                raise Violation("votes", f"slot {slot} accepted {vote.accepted} in "
+                                f"{key} above its promise {vote.promised}")
 
-    def _check_promises(self) -> None:
-        for (slot, key, _), sent in self.sent_promise.items():
-            node = self.sim.shells[slot].node
-            if node is None or not node.acceptor_state.usable:
-                continue
-            state = node.acceptor_state
+    def _check_promises(self, slot: int, state: AcceptorState) -> None:
+        for (key, _), sent in self.sent_promise[slot].items():
             if not state.is_closed(key) and state.promised(key) < sent:
                 raise Violation("promises", f"slot {slot} promised {sent} in {key}, "
                                 f"now promises {state.promised(key)}")
