@@ -1,0 +1,136 @@
+"""Durable Paxos state: first start, round trips, refusal to vote after a loss, repair."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from harunner.durable import KIND_ACCEPTOR, write_atomic
+from harunner.errors import StoreError
+from harunner.paxos import (
+    AcceptorState,
+    Ballot,
+    NackReason,
+    Node,
+    Prepare,
+    Promise,
+    ProposerState,
+    Value,
+    Vote,
+    storage,
+)
+
+SLOTS = (0, 1, 2)
+STATE = AcceptorState(votes={("job", 1): Vote(Ballot(3, 1), Ballot(2, 0), Value(0, 4)),
+                             ("job", 2): Vote(Ballot(5, 2))},
+                      floors={"done": 9}, min_round=2)
+
+
+def test_first_start_creates_fresh_files_once(tmp_path: Path) -> None:
+    assert storage.initialize(tmp_path, 0) is True
+    assert storage.load_acceptor(storage.acceptor_path(tmp_path, 0)) == AcceptorState()
+    assert storage.load_proposer(storage.proposer_path(tmp_path, 0)) == ProposerState()
+    storage.save_proposer(storage.proposer_path(tmp_path, 0), ProposerState(round=7))
+    assert storage.initialize(tmp_path, 0) is False
+    assert storage.load_proposer(storage.proposer_path(tmp_path, 0)).round == 7
+
+
+def test_initialize_never_overwrites_a_file_that_exists(tmp_path: Path) -> None:
+    storage.save_acceptor(storage.acceptor_path(tmp_path, 1), STATE)
+    assert storage.initialize(tmp_path, 1) is True
+    assert storage.load_acceptor(storage.acceptor_path(tmp_path, 1)) == STATE
+
+
+def test_states_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "a"
+    storage.save_acceptor(path, STATE)
+    assert storage.load_acceptor(path) == STATE
+    storage.save_proposer(tmp_path / "p", ProposerState(round=2**40))
+    assert storage.load_proposer(tmp_path / "p") == ProposerState(round=2**40)
+
+
+def test_a_lost_acceptor_file_is_not_recreated_and_the_slot_refuses_to_vote(
+        tmp_path: Path) -> None:
+    storage.initialize(tmp_path, 0)
+    storage.acceptor_path(tmp_path, 0).unlink()
+    assert storage.initialize(tmp_path, 0) is False
+    state = storage.load_acceptor(storage.acceptor_path(tmp_path, 0))
+    assert not state.usable and "missing" in state.reason and "repair" in state.reason
+    node = Node(0, SLOTS, state, ProposerState())
+    effects = node.receive(Prepare(1, Ballot(1, 1), (("job", 1),)), 0.0, random.Random(0))
+    assert effects.acceptor_state is None
+    assert [m.reason for _, m in effects.send] == [NackReason.UNUSABLE]
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_flip_last_byte, "checksum"),
+    (lambda p: p.write_bytes(b""), "truncated"),
+    (lambda p: write_atomic(p, KIND_ACCEPTOR, b"{not json"), "not-json"),
+    (lambda p: write_atomic(p, KIND_ACCEPTOR, json.dumps(
+        {"format": 2, "min_round": 0, "floors": [], "votes": []}).encode()), "format"),
+    (lambda p: write_atomic(p, KIND_ACCEPTOR, json.dumps(
+        {"format": 1, "min_round": 0, "floors": [], "votes": [["j", 1, [1, 0], [0, 0], 5]]}
+    ).encode()), "value"),
+    (lambda p: p.write_bytes(storage.proposer_path(p.parent, 0).read_bytes()), "kind"),
+])
+def test_a_corrupt_acceptor_file_makes_the_slot_unusable_and_says_why(
+        tmp_path: Path, damage: object, words: str) -> None:
+    storage.initialize(tmp_path, 0)
+    path = storage.acceptor_path(tmp_path, 0)
+    damage(path)  # type: ignore[operator]
+    state = storage.load_acceptor(path)
+    assert not state.usable and words in state.reason
+
+
+def test_a_lost_proposer_file_makes_the_slot_stop_proposing(tmp_path: Path) -> None:
+    storage.initialize(tmp_path, 0)
+    storage.proposer_path(tmp_path, 0).unlink()
+    state = storage.load_proposer(storage.proposer_path(tmp_path, 0))
+    assert not state.usable and "missing" in state.reason
+    assert not Node(0, SLOTS, AcceptorState(), state).can_propose
+
+
+def test_unusable_states_are_never_saved(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        storage.save_acceptor(tmp_path / "a", AcceptorState(usable=False, reason="x"))
+    with pytest.raises(StoreError):
+        storage.save_proposer(tmp_path / "p", ProposerState(usable=False, reason="x"))
+
+
+def test_repair_rebuilds_from_a_majority_of_peers_above_every_round(tmp_path: Path) -> None:
+    for slot in SLOTS:
+        storage.initialize(tmp_path, slot)
+    storage.save_acceptor(storage.acceptor_path(tmp_path, 0), STATE)
+    storage.save_proposer(storage.proposer_path(tmp_path, 2), ProposerState(round=11))
+    storage.acceptor_path(tmp_path, 1).unlink()
+    storage.proposer_path(tmp_path, 1).unlink()
+    done = storage.repair(tmp_path, 1, SLOTS)
+    assert len(done) == 2
+    acceptor = storage.load_acceptor(storage.acceptor_path(tmp_path, 1))
+    assert acceptor.floors == {"done": 9, "job": 3} and acceptor.min_round == 12
+    assert storage.load_proposer(storage.proposer_path(tmp_path, 1)).round == 5
+    node = Node(1, SLOTS, acceptor, ProposerState())
+    rng = random.Random(0)
+    old = node.receive(Prepare(2, Ballot(11, 2), (("new", 1),)), 0.0, rng).send
+    assert old[0][1].reason is NackReason.PROMISED
+    fresh = node.receive(Prepare(2, Ballot(12, 2), (("new", 1), ("job", 2))), 0.0, rng).send
+    assert isinstance(fresh[0][1], Promise) and fresh[1][1].reason is NackReason.CLOSED
+
+
+def test_repair_refuses_without_a_majority_of_readable_peers(tmp_path: Path) -> None:
+    for slot in SLOTS:
+        storage.initialize(tmp_path, slot)
+    storage.acceptor_path(tmp_path, 1).unlink()
+    storage.acceptor_path(tmp_path, 2).unlink()
+    with pytest.raises(StoreError, match="majority"):
+        storage.repair(tmp_path, 1, SLOTS)
+    assert not storage.acceptor_path(tmp_path, 1).exists()
