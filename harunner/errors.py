@@ -28,16 +28,16 @@ class JobDefinitionError(UsageError):
     """A job function or job module is unusable (bad decorator arguments, import error)."""
 
 
-class UnknownJobError(UsageError):
-    """A job name or job id that is not known."""
+class StoreError(HarunnerError):
+    """The checkpoint store could not do what was asked."""
+
+
+class UnknownJobError(UsageError, StoreError):
+    """A job name or job id that is not known (a usage error, and a store error)."""
 
 
 class JobArgumentError(UsageError):
     """A submission's arguments do not fit the job's signature or are not JSON."""
-
-
-class StoreError(HarunnerError):
-    """The checkpoint store could not do what was asked."""
 
 
 class FencedError(StoreError):

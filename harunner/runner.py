@@ -32,9 +32,9 @@ from harunner.consensus import Consensus
 from harunner.detector import Died, FailureDetector
 from harunner.errors import (
     ClusterError,
+    DurabilityError,
     HarunnerError,
     LockTimeoutError,
-    StaleTransitionError,
     StoreError,
     UnknownJobError,
 )
@@ -51,6 +51,7 @@ log = logging.getLogger("harunner.runner")
 EXIT_SLOT_BUSY = 3
 RECONCILE_EVERY = 0.1
 COMPACT_EVERY = 5.0
+LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it retries later
 
 
 class Runner:
@@ -71,7 +72,8 @@ class Runner:
                            {"pid": os.getpid(), "incarnation": self.incarnation})
         self.cluster = cluster.cluster_id(self.layout)
         self.rng = random.Random(os.getpid() ^ time.monotonic_ns())
-        self.store = Store(config.state_path, config.lock_timeout_ms / 1000)
+        self.store = Store(config.state_path, LOOP_LOCK_TIMEOUT)
+        self.awaiting: dict[str, int] = {}  # decided for me, not yet taken over: job -> generation
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()
@@ -80,7 +82,7 @@ class Runner:
                                         config.hang_timeout_ms / 1000)
         self.takeover = Takeover(self.me, config.paxos_timeout_ms / 1000,
                                  config.hang_timeout_ms / 1000, started)
-        self.scheduler = Scheduler(self.store)
+        self.scheduler = Scheduler(self.store, keep_alive=self._keep_beating)
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
                                  config.start_method, config.worker_grace_ms / 1000)
         self.executor.warm_up()
@@ -110,6 +112,7 @@ class Runner:
                  os.getpid())
         self.events.emit("runner_started", slot=self.slot, incarnation=self.incarnation,
                          pid=os.getpid())
+        self.last_loop = time.monotonic()
         while not self.stopping:
             self.step()
 
@@ -153,7 +156,14 @@ class Runner:
         log.warning("runner slot %d was paused for %.0f ms", self.slot,
                     (now - self.last_loop) * 1000)
         self.detector.forgive(now)
+        self.takeover.forgive(now)
         self._reconcile(now)
+
+    def _keep_beating(self) -> None:
+        """Beat if one is due: called between the items of a long batch of work."""
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self._beat(now)
 
     def _beat(self, now: float) -> None:
         self.seq += 1
@@ -200,18 +210,32 @@ class Runner:
             self._learn(self.consensus.propose(values, now, self.rng))
 
     def _learn(self, decided: dict[InstanceKey, Value]) -> None:
+        now = time.monotonic()
+        mine = []
         for key, value in decided.items():
-            self.takeover.learned(key)
+            self.takeover.learned(key, value, now)
             if value == Value(self.slot, self.incarnation):
                 self.events.emit("decided", job=key[0], generation=key[1], slot=self.slot)
-                self._take_over(key[0], key[1])
+                self.awaiting[key[0]] = max(key[1], self.awaiting.get(key[0], 0))
+                mine.append(key[0])
+        for job_id in mine:
+            self._keep_beating()
+            if job_id in self.awaiting:
+                self._take_over(job_id, self.awaiting[job_id])
 
     def _take_over(self, job_id: str, generation: int) -> None:
+        """Raise the job's generation in the store; a busy lock is retried on reconcile."""
         try:
             record = self.store.take_over(job_id, generation, self.me)
-        except (StaleTransitionError, LockTimeoutError, UnknownJobError) as error:
-            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
+        except LockTimeoutError:
             return
+        except DurabilityError:
+            raise
+        except StoreError as error:
+            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
+            self.awaiting.pop(job_id, None)
+            return
+        self.awaiting.pop(job_id, None)
         self.events.emit("took_over", job=job_id, generation=generation, slot=self.slot)
         self._announce(record)
         self._start(record)
@@ -223,18 +247,20 @@ class Runner:
         self.publisher.publish(bus.encode(change, self.cluster))
 
     def _start(self, record: JobRecord) -> None:
+        """Run a job this runner owns (for `__scheduler__`: become primary)."""
+        if record.state is not JobState.RUNNING or record.owner != self.me:
+            return
         if record.job_id == SCHEDULER_JOB:
             if self.primary_generation != record.generation:
                 log.info("slot %d is primary at generation %d", self.slot, record.generation)
                 self.scheduler.poke()
             self.primary_generation = record.generation
             return
-        if (record.state is not JobState.RUNNING or record.owner != self.me
-                or record.job_id in self.executor.running()):
+        if record.job_id in self.executor.running():
             return
         try:
             self.executor.start(record)
-        except HarunnerError as error:
+        except (HarunnerError, OSError) as error:
             log.warning("cannot start a worker for %s: %s", record.job_id, error)
             return
         self.events.emit("worker_started", job=record.job_id, generation=record.generation,
@@ -250,9 +276,12 @@ class Runner:
         running = self.executor.running()
         if owner == self.me:
             try:
-                self._start(self.store.get(change.job_id))
+                record = self.store.get(change.job_id)
             except StoreError as error:
                 log.warning("cannot start %s: %s", change.job_id, error)
+                return
+            if record.generation == change.generation:
+                self._start(record)
         elif change.job_id in running and running[change.job_id] < change.generation:
             self._lose(change.job_id, change.generation)
         elif change.job_id == SCHEDULER_JOB and change.generation > self.primary_generation:
@@ -273,11 +302,15 @@ class Runner:
                 continue
             if record.generation != generation or record.owner != self.me:
                 self._lose(job_id, record.generation)
+        for job_id, generation in list(self.awaiting.items()):
+            self._keep_beating()
+            self._take_over(job_id, generation)
         records = self._running_records()
         mine = [record for record in records if record.owner == self.me]
         if not any(record.job_id == SCHEDULER_JOB for record in mine):
             self.primary_generation = 0
         for record in mine:
+            self._keep_beating()
             self._start(record)
         self._claim_scheduler(now)
         self._propose_orphans(now, records)
@@ -287,6 +320,11 @@ class Runner:
         for job_id in self.consensus.instances():
             try:
                 record = self.store.get(job_id)
+            except UnknownJobError:  # the job was removed: none of its instances matters
+                below = 1 + max(g for j, g in self.consensus.node.acceptor_state.votes
+                                if j == job_id)
+                self.consensus.compact(job_id, below, now, self.rng)
+                continue
             except StoreError:
                 continue
             below = record.generation + 1 if record.state.finished else record.generation
@@ -313,8 +351,10 @@ class Runner:
         if record.state is JobState.PENDING and (lowest == self.slot or waited):
             try:
                 self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
-            except (StaleTransitionError, LockTimeoutError):
-                pass
+            except DurabilityError:
+                raise
+            except StoreError as error:
+                log.info("scheduler duty not claimed: %s", error)
 
     def _reap_workers(self, now: float) -> None:
         self.executor.check_timeouts(now)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
+from harunner.errors import DurabilityError, LockTimeoutError, StaleTransitionError, StoreError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
+
+MAX_ASSIGN_PER_TICK = 16  # the rest waits for the next turn of the loop, so beats keep flowing
 
 
 def choose_owner(live: Sequence[Owner], load: dict[int, int], me: Owner) -> Owner:
@@ -23,9 +25,13 @@ def choose_owner(live: Sequence[Owner], load: dict[int, int], me: Owner) -> Owne
 class Scheduler:
     """Assigns due PENDING jobs; rescans the store when poked or every `rescan` seconds."""
 
-    def __init__(self, store: Store, rescan: float = 1.0) -> None:
+    def __init__(self, store: Store, rescan: float = 1.0,
+                 keep_alive: Callable[[], None] = lambda: None,
+                 batch: int = MAX_ASSIGN_PER_TICK) -> None:
         self.store = store
         self.rescan = rescan
+        self.keep_alive = keep_alive
+        self.batch = batch
         self.next_scan = 0.0
         self.due_at: dict[str, float] = {}
 
@@ -42,9 +48,10 @@ class Scheduler:
             pending = self.store.list_jobs({JobState.PENDING})
             self.due_at = {r.job_id: r.not_before for r in pending if r.job_id != SCHEDULER_JOB}
         load = dict(load)
-        for job_id, not_before in sorted(self.due_at.items(), key=lambda item: item[1]):
-            if not_before > wall:
-                continue
+        due = [job_id for job_id, not_before in sorted(self.due_at.items(), key=lambda i: i[1])
+               if not_before <= wall]
+        for job_id in due[:self.batch]:
+            self.keep_alive()
             del self.due_at[job_id]
             owner = choose_owner(live, load, me)
             record = self._assign(job_id, owner)
@@ -61,5 +68,7 @@ class Scheduler:
         except (StaleTransitionError, LockTimeoutError):
             self.poke()
             return None
+        except DurabilityError:
+            raise
         except StoreError:
             return None

@@ -1,13 +1,21 @@
 """The supervisor: starts the runner slots, respawns dead ones, reports exits at once.
 
-It holds no job state. It learns of a runner's death from the OS (the
-process sentinel, or a pidfd for runners it adopted) and publishes an
-`ExitNotice` on the bus at once, so that no timeout is needed for a crash.
+It holds no job state. It learns of a runner's death from the OS (a pidfd of
+the runner process) and publishes an `ExitNotice` on the bus at once, so that
+no timeout is needed for a crash.
 
 Invariants:
 - one supervisor per state directory (run/supervisor.lock, held for life);
-- a slot is respawned only after its old process is confirmed gone (reaped,
-  or its pidfd readable), and after a back-off that doubles on quick crashes;
+- runners are started with the `spawn` method, as direct children, and
+  watched through pidfds: what the supervisor reports as an exit is an exit
+  (the death of a forkserver in between cannot fake one);
+- a slot is respawned only after its old process is gone (reaped, or its
+  pidfd readable), after a back-off that doubles on quick crashes; a slot
+  whose runner is alive is adopted, never spawned twice;
+- a runner silent for `HUNG_KILL_FACTOR` hang timeouts (SIGSTOP, deadlock)
+  is SIGKILLed so that its slot can be respawned: its jobs were already taken
+  over after one hang timeout, this only returns the slot to service;
+- signals to adopted runners go through their pidfd (immune to pid reuse);
 - runners do not die with the supervisor (they call setsid); a new supervisor
   adopts live runners and starts only the missing slots;
 - signal handlers only set a flag.
@@ -17,11 +25,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
+import select
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 import filelock
@@ -31,12 +39,14 @@ from harunner import bus, cluster
 from harunner.config import Config
 from harunner.errors import ClusterError
 from harunner.events import EventLog
-from harunner.runner import configure_logging, runner_main
+from harunner.runner import EXIT_SLOT_BUSY, configure_logging, runner_main
 from harunner.store import Store
-from harunner.transport import SUPERVISOR, BindGuard, Publisher
+from harunner.transport import SUPERVISOR, BindGuard, Publisher, Subscriber
 
 log = logging.getLogger("harunner.supervisor")
 QUICK_CRASH = 10.0
+HUNG_KILL_FACTOR = 4
+FIRST_BEAT_GRACE = 30.0
 
 
 @dataclass
@@ -46,14 +56,9 @@ class Slot:
     process: BaseProcess | None = None
     pidfd: int | None = None
     started: float = 0.0
+    last_beat: float | None = None
     respawn_at: float = 0.0
     backoff: float = 0.0
-    exits: int = field(default=0)
-
-    def watch_fd(self) -> int | None:
-        if self.process is not None:
-            return self.process.sentinel
-        return self.pidfd
 
 
 class Supervisor:
@@ -76,130 +81,163 @@ class Supervisor:
         repaired = Store(config.state_path, config.lock_timeout_ms / 1000).rebuild_index()
         if repaired:
             log.warning("repaired %d entries of the index of unfinished jobs", repaired)
-        self.context_mp = multiprocessing.get_context(config.start_method)
+        self.spawner = multiprocessing.get_context("spawn")
         self.slots = [Slot(n) for n in range(config.slots)]
         self.stopping = False
         self.events = EventLog(self.layout.events, "supervisor")
         self.seq = 0
+        self.hung_after = HUNG_KILL_FACTOR * config.hang_timeout_ms / 1000
 
     def run(self) -> None:
         """Start or adopt every slot, then watch them until asked to stop."""
         self.zmq = zmq.Context()
         self.guard = BindGuard()
-        self.publisher = Publisher(self.zmq, self.guard, self.layout.endpoints.bus(SUPERVISOR))
+        endpoints = self.layout.endpoints
+        self.publisher = Publisher(self.zmq, self.guard, endpoints.bus(SUPERVISOR))
+        self.beats = Subscriber(self.zmq, [endpoints.bus(s.number) for s in self.slots])
         try:
             for slot in self.slots:
                 self._adopt_or_spawn(slot, time.monotonic())
-            next_beat = 0.0
-            while not self.stopping:
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + self.config.heartbeat_ms / 1000
-                    self._beat()
-                self._wait(max(0.0, min(next_beat - now, self._next_respawn(now) - now)))
-                self._check_exits(time.monotonic())
-                self._respawn_due(time.monotonic())
+            self._loop()
             self._stop_all()
         finally:
             self.publisher.close()
+            self.beats.close()
             self.guard.release()
             self.zmq.term()
             self.lock.release()
+
+    def _loop(self) -> None:
+        next_beat = 0.0
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.config.heartbeat_ms / 1000
+                self._beat()
+                self._read_beats(now)
+                self._kill_hung(now)
+            self._wait(max(0.0, min(next_beat - now, self._next_respawn(now) - now)))
+            now = time.monotonic()
+            self._check_exits(now)
+            self._respawn_due(now)
 
     def _beat(self) -> None:
         self.seq += 1
         frame = bus.encode(bus.SupervisorBeat(os.getpid(), self.seq), self.cluster)
         self.publisher.publish(frame)
 
+    def _read_beats(self, now: float) -> None:
+        by_pid = {s.pid: s for s in self.slots if s.pid is not None}
+        for frame in self.beats.drain():
+            try:
+                message = bus.decode(frame, self.cluster)
+            except bus.BusFrameError:
+                continue
+            if isinstance(message, bus.Beat) and message.pid in by_pid:
+                by_pid[message.pid].last_beat = now
+
+    def _kill_hung(self, now: float) -> None:
+        """SIGKILL a runner that stopped beating long ago, so that its slot comes back."""
+        for slot in self.slots:
+            if slot.pidfd is None:
+                continue
+            silent_since = slot.last_beat if slot.last_beat is not None else slot.started
+            limit = self.hung_after if slot.last_beat is not None else FIRST_BEAT_GRACE
+            if now - silent_since > limit:
+                log.error("runner slot %d (pid %s) silent for %.1f s: killing it", slot.number,
+                          slot.pid, now - silent_since)
+                self.events.emit("killed_hung", slot=slot.number, pid=slot.pid)
+                _signal(slot, signal.SIGKILL)
+                slot.last_beat = now  # one kill; its exit comes through the pidfd
+
     def _adopt_or_spawn(self, slot: Slot, now: float) -> None:
         info = cluster.live_slot(self.layout, slot.number)
         if info is not None and info.get("pid"):
             try:
                 slot.pidfd = os.pidfd_open(int(info["pid"]))
-                slot.pid = int(info["pid"])
-                slot.started = now
+            except ProcessLookupError:
+                slot.pidfd = None
+            if slot.pidfd is not None:
+                slot.pid, slot.process, slot.started = int(info["pid"]), None, now
+                slot.last_beat = None
                 log.info("adopted runner slot %d (pid %d)", slot.number, slot.pid)
                 self.events.emit("adopted", slot=slot.number, pid=slot.pid)
                 return
-            except ProcessLookupError:
-                pass
-        self._spawn(slot, now)
-
-    def _spawn(self, slot: Slot, now: float) -> None:
-        process = self.context_mp.Process(target=runner_main, args=(self.config, slot.number),
-                                          name=f"harunner-runner-{slot.number}")
+        process = self.spawner.Process(target=runner_main, args=(self.config, slot.number),
+                                       name=f"harunner-runner-{slot.number}")
         process.start()
-        slot.process, slot.pid, slot.pidfd, slot.started = process, process.pid, None, now
+        assert process.pid is not None
+        slot.process, slot.pid, slot.started, slot.last_beat = process, process.pid, now, None
+        slot.pidfd = os.pidfd_open(process.pid)
         log.info("started runner slot %d (pid %s)", slot.number, process.pid)
         self.events.emit("spawned", slot=slot.number, pid=process.pid)
 
     def _wait(self, timeout: float) -> None:
-        fds = [fd for fd in (s.watch_fd() for s in self.slots) if fd is not None]
+        fds = [s.pidfd for s in self.slots if s.pidfd is not None]
         if fds:
-            multiprocessing.connection.wait(fds, timeout=timeout)
+            select.select(fds, [], [], timeout)
         else:
             time.sleep(timeout)
 
     def _check_exits(self, now: float) -> None:
-        fds = {s.watch_fd(): s for s in self.slots if s.watch_fd() is not None}
-        for fd in multiprocessing.connection.wait(list(fds), timeout=0):
-            self._on_exit(fds[fd], now)  # type: ignore[index]
+        for slot in self.slots:
+            if slot.pidfd is not None and select.select([slot.pidfd], [], [], 0)[0]:
+                self._on_exit(slot, now)
 
     def _on_exit(self, slot: Slot, now: float) -> None:
         """Announce the exit at once, reap, and schedule the respawn."""
+        if slot.pid is not None and not self.stopping:
+            notice = bus.ExitNotice(slot.number, slot.pid, -1)
+            self.publisher.publish(bus.encode(notice, self.cluster))
         code = -1
         if slot.process is not None:
-            slot.process.join(timeout=0)
+            slot.process.join()  # reaped: the old incarnation is gone before a respawn
             code = slot.process.exitcode if slot.process.exitcode is not None else -1
-        if slot.pid is not None and not self.stopping:
-            notice = bus.ExitNotice(slot.number, slot.pid, code)
-            self.publisher.publish(bus.encode(notice, self.cluster))
+            slot.process.close()
+        assert slot.pidfd is not None
+        os.close(slot.pidfd)
         self.events.emit("runner_exit", slot=slot.number, pid=slot.pid, code=code)
         log.warning("runner slot %d (pid %s) exited with %s", slot.number, slot.pid, code)
-        if slot.process is not None:
-            slot.process.join()  # reaped: the old incarnation is gone before a respawn
-            slot.process.close()
-        if slot.pidfd is not None:
-            os.close(slot.pidfd)
-        quick = now - slot.started < QUICK_CRASH
+        quick = now - slot.started < QUICK_CRASH and code != EXIT_SLOT_BUSY
         base = self.config.respawn_backoff_ms / 1000
         slot.backoff = min(slot.backoff * 2 if quick and slot.backoff else base,
                            self.config.respawn_backoff_max_ms / 1000)
         slot.respawn_at = now + slot.backoff
         slot.process, slot.pidfd, slot.pid = None, None, None
-        slot.exits += 1
 
     def _next_respawn(self, now: float) -> float:
-        due = [s.respawn_at for s in self.slots if s.pid is None]
+        due = [s.respawn_at for s in self.slots if s.pidfd is None]
         return min(due, default=now + 1.0)
 
     def _respawn_due(self, now: float) -> None:
         for slot in self.slots:
-            if slot.pid is None and now >= slot.respawn_at and not self.stopping:
-                self._spawn(slot, now)
+            if slot.pidfd is None and now >= slot.respawn_at and not self.stopping:
+                self._adopt_or_spawn(slot, now)
 
     def _stop_all(self) -> None:
         """SIGTERM every runner, wait, SIGKILL what is left, reap everything."""
         deadline = time.monotonic() + max(0.5, self.config.stop_timeout_ms / 1000 - 1.0)
         for slot in self.slots:
-            _signal(slot.pid, signal.SIGTERM)
+            _signal(slot, signal.SIGTERM)
         for slot in self.slots:
-            fd = slot.watch_fd()
-            if fd is not None:
-                multiprocessing.connection.wait([fd], max(0.0, deadline - time.monotonic()))
-                if not multiprocessing.connection.wait([fd], timeout=0):
-                    _signal(slot.pid, signal.SIGKILL)
-                    multiprocessing.connection.wait([fd], timeout=1.0)
+            if slot.pidfd is None:
+                continue
+            if not select.select([slot.pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                _signal(slot, signal.SIGKILL)
+                select.select([slot.pidfd], [], [], 1.0)
             if slot.process is not None:
                 slot.process.join(timeout=1.0)
+            os.close(slot.pidfd)
+            slot.pidfd = None
         self.events.emit("stopped")
 
 
-def _signal(pid: int | None, signum: int) -> None:
-    if pid is None:
+def _signal(slot: Slot, signum: int) -> None:
+    """Signal a slot's runner through its pidfd, so a reused pid is never hit."""
+    if slot.pidfd is None:
         return
     try:
-        os.kill(pid, signum)
+        signal.pidfd_send_signal(slot.pidfd, signum)
     except ProcessLookupError:
         pass
 

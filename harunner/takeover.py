@@ -4,8 +4,10 @@ Pure bookkeeping over job records and the failure detector's view. A RUNNING
 job is orphaned when its owner incarnation is known dead (exit notice, hang
 timeout, or a newer incarnation of its slot), or when the owner has not been
 seen at all for `grace` seconds since this runner started. For each orphan
-the next instance is `(job_id, generation + 1)` — or past the highest
-generation already decided, in case a decided owner died before taking over.
+the next instance is `(job_id, generation + 1)`. Once an instance is decided,
+its owner is given time to take over: the job goes past a decided generation
+only when that owner is known dead or has not raised the record within
+`grace` seconds.
 The lowest live slot proposes at once; the others wait `backoff * rank` in
 case it died too. The scheduler duty goes to the proposer; jobs are spread
 over the live runners.
@@ -29,7 +31,7 @@ class Takeover:
         self.first_seen: dict[str, float] = {}
         self.unseen_since: dict[str, float] = {}
         self.proposed: dict[InstanceKey, float] = {}
-        self.decided_generation: dict[str, int] = {}
+        self.decided: dict[str, tuple[int, Value, float]] = {}  # job -> generation, owner, when
 
     def is_orphan(self, record: JobRecord, detector: FailureDetector, now: float) -> bool:
         owner = record.owner
@@ -58,8 +60,10 @@ class Takeover:
             first = self.first_seen.setdefault(record.job_id, now)
             if now - first < self.backoff * rank:
                 continue
-            key = (record.job_id, max(record.generation,
-                                      self.decided_generation.get(record.job_id, 0)) + 1)
+            generation = self._next_generation(record, detector, now)
+            if generation is None:
+                continue
+            key = (record.job_id, generation)
             if key in self.proposed and now - self.proposed[key] < self.backoff * 4:
                 continue
             self.proposed[key] = now
@@ -72,8 +76,29 @@ class Takeover:
                 self.unseen_since.pop(job_id, None)
         return values
 
-    def learned(self, key: InstanceKey) -> None:
+    def _next_generation(self, record: JobRecord, detector: FailureDetector,
+                         now: float) -> int | None:
+        """The generation to propose for an orphan, or None while a decided owner takes over."""
+        decided = self.decided.get(record.job_id)
+        if decided is None or decided[0] <= record.generation:
+            return record.generation + 1
+        generation, owner, learned_at = decided
+        owner_alive = owner == Value(self.me.slot, self.me.incarnation) or detector.is_live(
+            owner.slot, owner.incarnation)
+        if owner_alive and now - learned_at < self.grace:
+            return None
+        return generation + 1
+
+    def learned(self, key: InstanceKey, value: Value, now: float) -> None:
+        """Remember a decision, so that its owner gets time to take over."""
         job_id, generation = key
-        self.decided_generation[job_id] = max(generation,
-                                              self.decided_generation.get(job_id, 0))
+        if generation > self.decided.get(job_id, (0, value, now))[0]:
+            self.decided[job_id] = (generation, value, now)
         self.proposed.pop(key, None)
+
+    def forgive(self, now: float) -> None:
+        """After this runner was paused, restart the clocks it keeps on other runners."""
+        for job_id in self.unseen_since:
+            self.unseen_since[job_id] = now
+        for job_id, (generation, owner, _) in self.decided.items():
+            self.decided[job_id] = (generation, owner, now)

@@ -106,9 +106,14 @@ def test_a_decided_owner_that_died_before_taking_over_gets_a_higher_generation()
     detector.beat(beat(1), 0.0)
     detector.exit_notice(1, 101)
     takeover = Takeover(Owner(0, 1), backoff=0.2, grace=0.5, started=0.0)
-    takeover.learned(("a", 2))
-    values = takeover.proposals([running("a", Owner(1, 1), 1)], detector, 0.01)
-    assert set(values) == {("a", 3)}
+    detector.beat(beat(2), 0.0)
+    takeover.learned(("a", 2), Value(2, 1), 0.0)
+    records = [running("a", Owner(1, 1), 1)]
+    assert takeover.proposals(records, detector, 0.01) == {}, "its owner is taking over"
+    assert set(takeover.proposals(records, detector, 0.6)) == {("a", 3)}, "grace over"
+    takeover.learned(("a", 3), Value(2, 1), 0.7)
+    detector.exit_notice(2, 102)
+    assert set(takeover.proposals(records, detector, 0.71)) == {("a", 4)}, "its owner died"
 
 
 def test_an_owner_never_seen_is_an_orphan_only_after_the_grace_period():

@@ -123,3 +123,27 @@ def test_a_crash_looping_slot_is_respawned_with_a_growing_back_off(make_cluster)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert gaps[-1] > 2 * gaps[0], f"no back-off: gaps {gaps}"
     assert max(gaps) < 0.4 + 2.0, f"back-off not capped: gaps {gaps}"
+
+
+def test_a_burst_of_submissions_causes_no_false_failover(make_cluster):
+    """Sixty jobs at once: assigning and starting them must not starve the heartbeats."""
+    cluster = make_cluster()
+    cluster.start()
+    jobs = [cluster.submit("itjobs.sleeper", seconds=1.0) for _ in range(60)]
+    finals = [cluster.finished(job, timeout=120) for job in jobs]
+    assert all(f.state is JobState.SUCCEEDED for f in finals)
+    taken_over = [f.job_id for f in finals if f.generation != 1 or f.attempts != 1]
+    assert taken_over == [], f"{len(taken_over)} jobs were taken over without any failure"
+
+
+def test_a_hung_runner_is_killed_and_its_slot_respawned(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    pids = cluster.runner_pids()
+    standby = max(pids)
+    os.kill(pids[standby], signal.SIGSTOP)
+    limit = 4 * cluster.config.hang_timeout_ms / 1000 + 5
+    poll(lambda: cluster.runner_pid(standby) != pids[standby], limit, "the slot respawned",
+         0.05)
+    poll(lambda: not alive(pids[standby]), 5, "the hung runner to be gone")
+    cluster.wait_up()
