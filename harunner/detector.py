@@ -75,16 +75,16 @@ class FailureDetector:
                                          Liveness.ALIVE, beat.owned)
         return events
 
-    def exit_notice(self, slot: int, pid: int) -> list[Event]:
+    def exit_notice(self, slot: int, pid: int) -> list[Died]:
         """The process `pid` of `slot` exited: its incarnation is dead now."""
         view = self.peers.get(slot)
         if view is None or view.pid != pid or view.liveness is Liveness.DEAD:
             return []
         return [self._bury(view, "exited")]
 
-    def tick(self, now: float) -> list[Event]:
+    def tick(self, now: float) -> list[Died]:
         """Suspect quiet runners; declare dead those quiet past the hang timeout."""
-        events: list[Event] = []
+        events: list[Died] = []
         for view in self.peers.values():
             if view.liveness is Liveness.DEAD:
                 continue
