@@ -1,0 +1,327 @@
+"""The launcher: starts the worker processes of one runner, keeping a spare one ready.
+
+The executor gets a worker for a job from `start_job` (the process and a
+pidfd for it), calls `replenish_if_due(now)` when it reaps and
+`discard_spare()` when it shuts down. The launcher knows nothing of outcomes,
+timeouts or the store; it also holds the process-handle helpers both use.
+
+Responsibilities and invariants:
+- One multiprocessing context (forkserver or spawn), created inside the
+  runner process on first use, never at import; creating it registers the
+  owner's `shutdown` (weakly) to run at exit, before multiprocessing joins
+  every child.
+- The forkserver preloads `harunner.worker` and, if asked, the job modules;
+  if that kills it, it restarts without them for good. No launched process
+  re-runs the runner's `__main__`.
+- At most one spare worker, already set up, waits on a pipe for a (job id,
+  generation); a spare found dead is discarded and a fresh worker started.
+  The next spare starts SPARE_DELAY after a job start, not during it.
+- Every worker comes with a pidfd opened right after it starts (-1 if it
+  has already exited); the process itself is only signalled through it, so
+  a recycled pid is never hit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import multiprocessing
+import os
+import select
+import signal
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing import spawn
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, Protocol
+
+from harunner import worker
+from harunner.discovery import module_names
+
+REAP_WAIT = 2.0
+SPARE_DELAY = 0.1  # after a start, wait this long before starting the next spare
+FORKSERVER_RETRIES = 40
+log = logging.getLogger("harunner.launcher")
+
+
+class Owner(Protocol):
+    """What owns the launched processes: it can kill them all at interpreter exit."""
+
+    def shutdown(self) -> object: ...
+
+
+@dataclass
+class _Spare:
+    process: BaseProcess
+    pidfd: int
+    connection: Connection
+
+
+class Launcher:
+    """Starts workers through one lazily created multiprocessing context, with one spare."""
+
+    def __init__(self, state_dir: Path, job_entries: tuple[str, ...], lock_timeout: float,
+                 start_method: str, *, preload_jobs: bool, spare: bool, owner: Owner) -> None:
+        self.state_dir = state_dir
+        self.job_entries = job_entries
+        self.lock_timeout = lock_timeout
+        self.start_method = start_method
+        self._owner = weakref.ref(owner)
+        self._context: BaseContext | None = None
+        self._preloading_jobs = preload_jobs and start_method == "forkserver"
+        self._keep_spare = spare
+        self._spare: _Spare | None = None
+        self._replenish_at: float | None = None
+        self._setup: worker.WorkerSetup | None = None
+
+    @property
+    def spare_pid(self) -> int | None:
+        """The pid of the spare worker waiting for a job, if there is one."""
+        return self._spare.process.pid if self._spare is not None else None
+
+    @property
+    def replenish_at(self) -> float | None:
+        """The monotonic time at which the next spare worker is due, if one is."""
+        return self._replenish_at
+
+    def warm_up(self) -> None:
+        """Start the forkserver and the spare worker now, so the first job starts fast."""
+        process = self._launch(worker.ping, (), "harunner-warm-up")
+        process.join()
+        process.close()
+        self._replenish()
+
+    def start_job(self, job_id: str, generation: int, now: float) -> tuple[BaseProcess, int]:
+        """A worker running the job at `generation` (the spare if alive), and its pidfd."""
+        request = worker.WorkerRequest(self._worker_setup(), job_id, generation)
+        started = self._hand_to_spare(request) or self._start_worker(request)
+        if self._keep_spare and self._replenish_at is None:
+            self._replenish_at = now + SPARE_DELAY
+        return started
+
+    def replenish_if_due(self, now: float) -> None:
+        """Start the next spare worker once SPARE_DELAY has passed since a start."""
+        if self._replenish_at is not None and now >= self._replenish_at:
+            self._replenish()
+
+    def discard_spare(self) -> None:
+        """Kill the spare worker, if there is one."""
+        if self._spare is not None:
+            _discard(self._spare)
+            self._spare = None
+
+    # -- workers and the spare -----------------------------------------------------
+
+    def _worker_setup(self) -> worker.WorkerSetup:
+        if self._setup is None or self._setup.runner_pid != os.getpid():
+            self._setup = worker.WorkerSetup(
+                str(self.state_dir), self.lock_timeout, self.job_entries, os.getpid(),
+                worker.process_start_ticks(os.getpid()))
+        return self._setup
+
+    def _start_worker(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int]:
+        process = self._launch(worker.main, (request,), f"harunner-job-{request.job_id}")
+        assert process.pid is not None
+        return process, open_pidfd(process.pid)
+
+    def _hand_to_spare(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int] | None:
+        """Give the job to the spare worker, if there is a live one."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            if has_exited(spare.pidfd):
+                raise BrokenPipeError("the spare worker died while idle")
+            spare.connection.send((request.job_id, request.generation))
+        except OSError as error:
+            log.warning("spare worker %s unusable (%s); starting a new one", spare.process.pid,
+                        error)
+            _discard(spare)
+            return None
+        spare.connection.close()
+        return spare.process, spare.pidfd
+
+    def _replenish(self) -> None:
+        """Start a spare worker if there is none (it sets itself up, then waits for a job)."""
+        self._replenish_at = None
+        if not self._keep_spare or self._spare is not None:
+            return
+        reader, writer = self._multiprocessing().Pipe(duplex=False)  # type: ignore[attr-defined]
+        process = self._launch(worker.standby, (self._worker_setup(), reader), "harunner-spare")
+        reader.close()
+        assert process.pid is not None
+        self._spare = _Spare(process, open_pidfd(process.pid), writer)
+
+    # -- processes and the forkserver ----------------------------------------------
+
+    def _launch(self, target: Callable[..., None], args: tuple[Any, ...],
+                name: str) -> BaseProcess:
+        """Start a process; if preloading the job modules broke the forkserver, go without."""
+        try:
+            return self._start_process(target, args, name)
+        except (EOFError, OSError) as error:
+            if not self._preloading_jobs:
+                raise
+            log.warning("the forkserver died while preloading the job modules (%s); workers "
+                        "will import them themselves", error)
+        return self._relaunch_without_jobs(target, args, name)
+
+    def _relaunch_without_jobs(self, target: Callable[..., None], args: tuple[Any, ...],
+                               name: str) -> BaseProcess:
+        """Preload only the worker from now on; start the process once a new forkserver is up."""
+        self._preloading_jobs = False
+        assert self._context is not None
+        self._context.set_forkserver_preload(["harunner.worker"])
+        for _ in range(FORKSERVER_RETRIES):
+            try:
+                return self._start_process(target, args, name)
+            except (EOFError, OSError):
+                time.sleep(0.05)  # the broken forkserver may still be exiting
+        return self._start_process(target, args, name)
+
+    def _start_process(self, target: Callable[..., None], args: tuple[Any, ...],
+                       name: str) -> BaseProcess:
+        process: BaseProcess = self._multiprocessing().Process(  # type: ignore[attr-defined]
+            target=target, args=args, name=name)
+        with _main_module_not_rerun(), _python_path(self._forkserver_path()):
+            process.start()
+        return process
+
+    def _forkserver_path(self) -> list[str]:
+        """Where a newly launched forkserver must find harunner and the job folders.
+
+        Python 3.11's forkserver does not apply the runner's `sys.path` before
+        it preloads (it gets `sys_path` but ignores it), so it is given them
+        through PYTHONPATH, which its workers then inherit.
+        """
+        if self.start_method != "forkserver":
+            return []
+        folders = [entry for entry in self.job_entries if Path(entry).is_dir()]
+        package_root = str(Path(__file__).resolve().parent.parent)
+        return [*(folders if self._preloading_jobs else []), package_root]
+
+    def _multiprocessing(self) -> BaseContext:
+        """The multiprocessing context, created on first use inside this process."""
+        if self._context is None:
+            # At interpreter exit, multiprocessing joins every child: kill ours first.
+            atexit.register(_shutdown_at_exit, self._owner)
+            context = multiprocessing.get_context(self.start_method)
+            if self.start_method == "forkserver":
+                context.set_forkserver_preload(self._preload_modules())
+            self._context = context
+        return self._context
+
+    def _preload_modules(self) -> list[str]:
+        """What the forkserver imports once: the worker and, if asked, the job modules.
+
+        A job module that fails to import with ImportError is skipped by the
+        forkserver; any other error kills it, and `_launch` then restarts it
+        without the job modules (the worker reports the error per job).
+        """
+        if not self._preloading_jobs:
+            return ["harunner.worker"]
+        return ["harunner.worker", *module_names(self.job_entries)]
+
+
+def _discard(spare: _Spare) -> None:
+    spare.connection.close()
+    assert spare.process.pid is not None
+    signal_group(spare.process.pid, spare.pidfd, signal.SIGKILL)
+    close_process(spare.process, spare.pidfd)
+
+
+def _shutdown_at_exit(owner: weakref.ref[Owner]) -> None:
+    alive = owner()
+    if alive is not None:
+        alive.shutdown()
+
+
+def absolute_entry(entry: str) -> str:
+    """A folder entry as an absolute path (workers may not share the working directory)."""
+    path = Path(entry).expanduser()
+    return str(path.resolve()) if path.is_dir() else entry
+
+
+@contextlib.contextmanager
+def _main_module_not_rerun() -> Iterator[None]:
+    """Start processes without re-running the runner's `__main__` in them.
+
+    multiprocessing re-imports the parent's main script (as `__mp_main__`) in
+    every child so that functions defined there can be unpickled. A worker's
+    target is `harunner.worker.main`, so it needs none of that; re-running the
+    main script costs milliseconds to a hundred (a CLI's imports) per worker,
+    and runs an unguarded script's code again. On Python 3.11 the forkserver
+    cannot preload `__main__` to avoid it (its `main_path` is never passed).
+    """
+    original = spawn.get_preparation_data
+
+    def without_main(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    spawn.get_preparation_data = without_main  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _python_path(folders: list[str]) -> Iterator[None]:
+    """PYTHONPATH with `folders` first, for processes launched meanwhile (the forkserver)."""
+    if not folders:
+        yield
+        return
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*folders, *([old] if old else [])])
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def open_pidfd(pid: int) -> int:
+    """A pidfd for `pid`, or -1 if the process is already gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return -1
+
+
+def has_exited(pidfd: int, timeout: float = 0.0) -> bool:
+    """Whether the process behind `pidfd` has exited (waiting up to `timeout`)."""
+    if pidfd < 0:
+        return True
+    readable, _, _ = select.select([pidfd], [], [], timeout)
+    return bool(readable)
+
+
+def signal_group(pid: int, pidfd: int, signum: int) -> None:
+    """Send `signum` to process group `pid`, and to the process itself through `pidfd` (if >= 0)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+    if pidfd >= 0:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signum)
+
+
+def close_process(process: BaseProcess, pidfd: int) -> int | None:
+    """Join a dead process, release its pidfd and sentinel; its exit code."""
+    process.join(REAP_WAIT)
+    code = process.exitcode
+    if pidfd >= 0:
+        os.close(pidfd)
+    if code is not None:
+        process.close()
+    return code
