@@ -135,3 +135,20 @@ def test_sigstop_for_half_the_hang_timeout_is_no_failover(make_cluster):
     final = cluster.finished(job)
     assert final.state is JobState.SUCCEEDED
     assert final.generation == generation, "a half-timeout pause caused a failover"
+
+
+def test_a_runner_owning_many_jobs_dies_and_each_is_taken_over_exactly_once(make_cluster):
+    cluster = make_cluster()
+    cluster.start()
+    jobs = [cluster.submit("itjobs.ticker", to=300, delay=0.01) for _ in range(30)]
+    poll(lambda: all(cluster.checkpoint_i(j) >= 1 for j in jobs), 60, "all jobs running", 0.05)
+    owners = {j: cluster.record(j).owner for j in jobs}
+    victim = max({o.slot for o in owners.values()},
+                 key=lambda s: sum(o.slot == s for o in owners.values()))
+    orphans = [j for j, o in owners.items() if o.slot == victim]
+    os.kill(cluster.runner_pid(victim), signal.SIGKILL)
+    finals = {j: cluster.finished(j, timeout=120) for j in jobs}
+    assert all(f.state is JobState.SUCCEEDED and f.result["count"] == 300
+               for f in finals.values())
+    assert sorted(finals[j].generation for j in orphans) == [2] * len(orphans)
+    assert all(finals[j].generation == 1 for j in jobs if j not in orphans)
