@@ -123,7 +123,11 @@ def fsync_dir(folder: Path) -> None:
 
 def write_atomic(path: Path, kind: int, payload: bytes, durable: bool = True) -> None:
     """Replace `path` with an envelope of `payload`, atomically and (by default) durably."""
-    data = encode(kind, payload)
+    replace_file(path, encode(kind, payload), durable)
+
+
+def replace_file(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace `path` with the bytes `data`: temp, fsync, rename, fsync of the folder."""
     folder = path.parent
     temp = folder / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:

@@ -19,8 +19,12 @@ First start and the rule for a missing file:
   and why). The slot then votes on nothing (or proposes nothing) until an
   operator runs `repair` while that slot is stopped.
 
-Every save goes through `durable.write_atomic` (temp, fsync, rename, fsync of
-the folder); a failed fsync raises `DurabilityError` and the caller must stop.
+The acceptor and proposer files are two-copy files updated in place
+(`harunner.pairfile`): a save is one write and one `fdatasync`, with no
+rename and no directory fsync, because a promise sits on the critical path
+of every takeover; a torn save leaves the previous copy. The marker is a
+`durable.write_atomic` file. A failed flush raises `DurabilityError` and the
+caller must stop.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harunner.durable import KIND_ACCEPTOR, KIND_META, KIND_PROPOSER, read, write_atomic
+from harunner.durable import KIND_ACCEPTOR, KIND_META, KIND_PROPOSER, write_atomic
 from harunner.errors import CorruptFileError, StoreError
+from harunner.pairfile import read_pair, write_pair
 from harunner.paxos import schema
 from harunner.paxos.acceptor import AcceptorState, Vote, highest_round, repaired, unusable
 from harunner.paxos.ballot import majority
@@ -75,7 +80,7 @@ def save_acceptor(path: Path, state: AcceptorState) -> None:
               schema.dump_value(v.value)] for (job, gen), v in state.votes.items()]
     payload = {"format": STATE_FORMAT, "min_round": state.min_round,
                "floors": [[job, floor] for job, floor in state.floors.items()], "votes": votes}
-    write_atomic(Path(path), KIND_ACCEPTOR, _dumps(payload))
+    write_pair(Path(path), KIND_ACCEPTOR, _dumps(payload))
 
 
 def load_acceptor(path: Path) -> AcceptorState:
@@ -91,8 +96,7 @@ def save_proposer(path: Path, state: ProposerState) -> None:
     """Write the proposer's highest round durably."""
     if not state.usable:
         raise StoreError(f"{path}: refusing to save an unusable proposer state ({state.reason})")
-    write_atomic(Path(path), KIND_PROPOSER,
-                 _dumps({"format": STATE_FORMAT, "round": state.round}))
+    write_pair(Path(path), KIND_PROPOSER, _dumps({"format": STATE_FORMAT, "round": state.round}))
 
 
 def load_proposer(path: Path) -> ProposerState:
@@ -141,7 +145,7 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 
 
 def _load(path: Path, kind: int) -> Any:
-    data = read(path, kind)
+    data = read_pair(path, kind)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

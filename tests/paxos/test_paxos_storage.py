@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harunner.durable import KIND_ACCEPTOR, write_atomic
+from harunner.durable import KIND_ACCEPTOR
 from harunner.errors import StoreError
+from harunner.pairfile import HEADER_SIZE, write_pair
 from harunner.paxos import (
     AcceptorState,
     Ballot,
@@ -65,19 +66,19 @@ def test_a_lost_acceptor_file_is_not_recreated_and_the_slot_refuses_to_vote(
     assert [m.reason for _, m in effects.send] == [NackReason.UNUSABLE]
 
 
-def _flip_last_byte(path: Path) -> None:
+def _flip_a_payload_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    data[-1] ^= 0x01
+    data[HEADER_SIZE + 30] ^= 0x01  # inside the one copy a fresh file holds
     path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("damage, words", [
-    (_flip_last_byte, "checksum"),
+    (_flip_a_payload_byte, "checksum"),
     (lambda p: p.write_bytes(b""), "truncated"),
-    (lambda p: write_atomic(p, KIND_ACCEPTOR, b"{not json"), "not-json"),
-    (lambda p: write_atomic(p, KIND_ACCEPTOR, json.dumps(
+    (lambda p: write_pair(p, KIND_ACCEPTOR, b"{not json"), "not-json"),
+    (lambda p: write_pair(p, KIND_ACCEPTOR, json.dumps(
         {"format": 2, "min_round": 0, "floors": [], "votes": []}).encode()), "format"),
-    (lambda p: write_atomic(p, KIND_ACCEPTOR, json.dumps(
+    (lambda p: write_pair(p, KIND_ACCEPTOR, json.dumps(
         {"format": 1, "min_round": 0, "floors": [], "votes": [["j", 1, [1, 0], [0, 0], 5]]}
     ).encode()), "value"),
     (lambda p: p.write_bytes(storage.proposer_path(p.parent, 0).read_bytes()), "kind"),
