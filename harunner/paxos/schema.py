@@ -8,6 +8,7 @@ bounds; strings and lists have length limits.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harunner.paxos.ballot import Ballot, InstanceKey, Value
@@ -88,9 +89,15 @@ def optional_value(obj: Any) -> Value | None:
     return None if obj is None else value(obj)
 
 
+JOB_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def key(job_id: Any, generation: Any) -> InstanceKey:
-    return text(job_id, MAX_JOB_ID, "job_id"), integer(generation, 0, MAX_GENERATION,
-                                                       "generation")
+    """An instance key whose job id could name a job in the store (letters, digits, - and _)."""
+    job_id = text(job_id, MAX_JOB_ID, "job_id")
+    if JOB_ID.fullmatch(job_id) is None:
+        raise SchemaError("bad-job-id", "job_id has characters a job id never has")
+    return job_id, integer(generation, 0, MAX_GENERATION, "generation")
 
 
 def keys(obj: Any) -> tuple[InstanceKey, ...]:
