@@ -35,7 +35,7 @@ from harunner.status import listen
 from harunner.store import Store
 
 HERE = Path(__file__).parent
-STEPS = [("exit seen", "runner_exit"), ("declared dead", "detected"),
+STEPS = [("exit seen", ("runner_exit", "peer_exit")), ("declared dead", "detected"),
          ("decided", "decided"), ("generation raised", "took_over"),
          ("worker started", "worker_started")]
 
@@ -101,7 +101,8 @@ class Bench:
         result = {"total": (resumed - sent) * 1000}
         events = [e for e in read_events(self.layout.events) if e.get("t", 0) >= sent]
         for label, name in STEPS:
-            at = next((e["t"] for e in events if e.get("event") == name), None)
+            names = name if isinstance(name, tuple) else (name,)
+            at = next((e["t"] for e in events if e.get("event") in names), None)
             if at is not None:
                 result[label] = (at - sent) * 1000
         return result

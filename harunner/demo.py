@@ -98,14 +98,15 @@ def _timeline(cfg: config.Config, killed_at: float, resume: dict[str, Any], job_
     events = [e for e in read_events(cluster.Layout(cfg.state_path).events)
               if e.get("t", 0) >= killed_at]
 
-    def first(name: str, **match: Any) -> float | None:
+    def first(*names: str, **match: Any) -> float | None:
         for event in events:
-            if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
+            if event.get("event") in names and all(event.get(k) == v
+                                                   for k, v in match.items()):
                 return float(event["t"])
         return None
 
     steps = [("SIGKILL sent", killed_at),
-             ("supervisor saw the exit", first("runner_exit")),
+             ("the exit seen (pidfd)", first("runner_exit", "peer_exit")),
              ("a standby declared it dead", first("detected")),
              ("Paxos decided the new owner", first("decided", job=job_id)),
              ("new owner raised the generation", first("took_over", job=job_id)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import select
 import signal
 import time
 from pathlib import Path
@@ -87,6 +88,7 @@ class Runner(OwnershipDuties):
         self.next_reconcile = 0.0
         self.next_compact = started + COMPACT_EVERY
         self.last_loop = started
+        self.peer_pidfds: dict[tuple[int, int], int] = {}  # (slot, pid) -> pidfd
 
     def _open_sockets(self) -> None:
         slots = tuple(range(self.config.slots))
@@ -121,6 +123,7 @@ class Runner(OwnershipDuties):
             self._beat(now)
         self._wait(max(0.0, min(self.next_beat - now, 0.01)))
         now = time.monotonic()
+        self._check_peer_exits()
         self._read_bus(now)
         for frame in self.link.drain():
             self._learn(self.consensus.receive(frame, now, self.rng))
@@ -142,9 +145,32 @@ class Runner(OwnershipDuties):
         poller = zmq.Poller()
         poller.register(self.subscriber.socket, zmq.POLLIN)
         poller.register(self.link.inbound, zmq.POLLIN)
-        for fd in self.executor.sentinels():
+        for fd in self.executor.sentinels() + list(self.peer_pidfds.values()):
             poller.register(fd, zmq.POLLIN)
         poller.poll(int(timeout * 1000))
+
+    def _watch_peer(self, beat: bus.Beat) -> None:
+        """Hold a pidfd on each peer runner: its death wakes this loop with no middleman."""
+        key = (beat.slot, beat.pid)
+        if key in self.peer_pidfds:
+            return
+        for old in [k for k in self.peer_pidfds if k[0] == beat.slot]:
+            os.close(self.peer_pidfds.pop(old))
+        try:
+            self.peer_pidfds[key] = os.pidfd_open(beat.pid)
+        except OSError:  # already gone (the exit is seen below), or not ours to watch
+            pass
+
+    def _check_peer_exits(self) -> None:
+        if not self.peer_pidfds:
+            return
+        readable = set(select.select(list(self.peer_pidfds.values()), [], [], 0)[0])
+        for (slot, pid), fd in list(self.peer_pidfds.items()):
+            if fd in readable:
+                os.close(self.peer_pidfds.pop((slot, pid)))
+                self.events.emit("peer_exit", slot=slot, pid=pid)
+                for event in self.detector.exit_notice(slot, pid):
+                    self._on_death(event)
 
     def _after_pause(self, now: float) -> None:
         """This process was paused (SIGSTOP, swap): check ownership before anything else."""
@@ -175,6 +201,7 @@ class Runner(OwnershipDuties):
             except bus.BusFrameError:
                 continue
             if isinstance(message, bus.Beat) and message.slot != self.slot:
+                self._watch_peer(message)
                 for event in self.detector.beat(message, now):
                     if isinstance(event, Died):
                         self._on_death(event)
@@ -210,6 +237,8 @@ class Runner(OwnershipDuties):
         return load
 
     def close(self) -> None:
+        for fd in self.peer_pidfds.values():
+            os.close(fd)
         self.executor.shutdown()
         self.publisher.close()
         self.subscriber.close()
