@@ -19,7 +19,7 @@ from sim import Simulator
 from sim_explorer import KEYS, Outcome, Setup, budget, explore, hunt, replay, shrink
 
 SOAK = os.environ.get("HARUNNER_SOAK") == "1"
-SETUPS = {"3 voters": Setup(), "5 voters": Setup(voters=(0, 1, 2, 3, 4))}
+SETUPS = {"3 voters": (Setup(), 2_000), "5 voters": (Setup(voters=(0, 1, 2, 3, 4)), 600)}
 
 
 def report(outcome: Outcome, setup: Setup) -> str:
@@ -30,8 +30,8 @@ def report(outcome: Outcome, setup: Setup) -> str:
 
 @pytest.mark.parametrize("name", SETUPS)
 def test_no_schedule_breaks_an_invariant(name: str) -> None:
-    examples, steps = budget(ci=(600, 300), soak=(20_000, 1_000))
-    setup = SETUPS[name]
+    setup, examples = SETUPS[name]
+    examples, steps = budget(ci=(examples, 300), soak=(examples * 10, 1_000))
     outcome, explored = hunt(setup, examples, steps, base=1_000_000)
     print(f"\nsafety[{name}]: {explored} steps explored, "
           f"{0 if outcome is None else 1} anomalies")
@@ -94,7 +94,7 @@ class ClusterMachine(RuleBasedStateMachine):
 
 
 ClusterMachine.TestCase.settings = settings(
-    max_examples=1_000 if SOAK else 120, stateful_step_count=100 if SOAK else 60,
+    max_examples=2_000 if SOAK else 200, stateful_step_count=100 if SOAK else 60,
     derandomize=True, database=None, deadline=None,
     suppress_health_check=list(HealthCheck))
 TestClusterMachine = ClusterMachine.TestCase
