@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from harunner.paxos import (
     NO_BALLOT,
     Accept,
@@ -185,3 +188,33 @@ def test_node_with_unusable_proposer_proposes_nothing() -> None:
     n = Node(0, SLOTS, AcceptorState(), ProposerState(usable=False, reason="lost"))
     assert not n.can_propose
     assert n.propose({KEY: Value(0, 1)}, 0.0, RNG).send == ()
+
+
+slots_ = st.integers(0, 5)
+ballots_ = st.builds(Ballot, st.integers(0, 5), slots_)
+values_ = st.builds(Value, slots_, st.integers(0, 3))
+keys_ = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3))
+key_tuples = st.lists(keys_, max_size=4, unique=True).map(tuple)
+messages_ = st.one_of(
+    st.builds(Prepare, slots_, ballots_, key_tuples),
+    st.builds(Promise, slots_, ballots_, st.lists(
+        st.builds(Report, keys_, ballots_, st.none() | values_), max_size=4).map(tuple)),
+    st.builds(Nack, slots_, ballots_, key_tuples, ballots_, st.sampled_from(NackReason)),
+    st.builds(Accept, slots_, ballots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
+    st.builds(Accepted, slots_, ballots_, key_tuples),
+    st.builds(Decided, slots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages_, max_size=30), st.booleans())
+def test_any_sequence_of_well_formed_messages_is_handled(messages: list, usable: bool) -> None:
+    """Whatever arrives, in whatever order, the node answers without raising."""
+    n = Node(0, SLOTS, AcceptorState() if usable else unusable("test"), ProposerState())
+    n.propose({("a", 1): Value(0, 1), ("b", 2): Value(0, 1)}, 0.0, RNG)
+    for i, message in enumerate(messages):
+        effects = n.receive(message, i * 0.1, RNG)
+        assert all(isinstance(target, int) for target, _ in effects.send)
+        n.tick(i * 0.1, RNG)
+    for key, vote in n.acceptor_state.votes.items():
+        assert vote.accepted <= vote.promised, key
