@@ -68,7 +68,9 @@ class Bench:
     def __init__(self, root: Path) -> None:
         self.root = root
         cfg_path = root / "harunner.toml"
-        cfg_path.write_text(f'state_dir = "{root / "s"}"\njobs = ["{HERE / "benchjobs"}"]\n')
+        extra = os.environ.get("BENCH_CONFIG", "").replace(";", "\n")
+        cfg_path.write_text(f'state_dir = "{root / "s"}"\njobs = ["{HERE / "benchjobs"}"]\n'
+                            f'{extra}\n')
         self.cfg = config.load(str(cfg_path), env={})
         self.layout = cluster.Layout(self.cfg.state_path)
         self.store = Store(self.cfg.state_path)
