@@ -306,16 +306,12 @@ class Store:
     def rebuild_index(self) -> int:
         """Make index/active match the records; returns how many markers it changed."""
         self.init()
-        changed = 0
         active = set(files.active_ids(self.root))
-        for record in self.list_jobs():
-            if not record.state.finished and record.job_id not in active:
-                files.mark_active(self.root, record.job_id)
-                changed += 1
-            elif record.state.finished and record.job_id in active:
-                files.unmark_active(self.root, record.job_id)
-                changed += 1
-        return changed
+        wrong = [r for r in self.list_jobs() if r.state.finished == (r.job_id in active)]
+        for record in wrong:
+            mark = files.unmark_active if record.state.finished else files.mark_active
+            mark(self.root, record.job_id)
+        return len(wrong)
 
     # -- locking and the record -----------------------------------------------------
 
