@@ -10,7 +10,7 @@ import os
 from dataclasses import replace
 
 import pytest
-from sim_explorer import Outcome, Setup, budget, explore, hunt, shrink
+from sim_explorer import Outcome, Setup, budget, explore, hunt, replay, shrink
 from sim_mutants import MUTANTS
 
 END_TO_END = frozenset({"chosen", "learned", "promises", "ballots"})
@@ -26,7 +26,7 @@ def test_mutant_is_caught(name: str) -> None:
     shortest = min((shrink(found, setup) for found in more(outcome, setup, steps)), key=len)
     print(f"\nmutant {name}: caught by '{outcome.violation.invariant}' at seed {outcome.seed} "
           f"after {explored} steps; shortest counterexample {len(shortest)} actions\n"
-          + Outcome(outcome.seed, shortest, outcome.violation).describe())
+          + Outcome(outcome.seed, shortest, replay(outcome.seed, shortest, setup)).describe())
 
 
 def more(first: Outcome, setup: Setup, steps: int, wanted: int = 5) -> list[Outcome]:

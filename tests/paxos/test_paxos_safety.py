@@ -24,7 +24,8 @@ SETUPS = {"3 voters": (Setup(), 2_000), "5 voters": (Setup(voters=(0, 1, 2, 3, 4
 
 def report(outcome: Outcome, setup: Setup) -> str:
     """The violation with its shortest found schedule, ready to replay."""
-    short = Outcome(outcome.seed, shrink(outcome, setup), outcome.violation)
+    actions = shrink(outcome, setup)
+    short = Outcome(outcome.seed, actions, replay(outcome.seed, actions, setup))
     return f"{short.describe()}\n(full schedule: {len(outcome.actions)} actions)"
 
 
