@@ -11,7 +11,7 @@
 - votes: no acceptor holds an accepted ballot above its promise (the
   acceptor conjunct of Paxos's inductive invariant: accepting raises the
   promise). A breach of it is a breach of "chosen" waiting for the right
-  schedule, which random schedules find only after about a million steps.
+  schedule, which random schedules find only after some 600,000 steps.
 
 A breach raises `Violation`, whose `invariant` names the rule.
 """
