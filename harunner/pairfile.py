@@ -46,10 +46,19 @@ SEQ = struct.Struct(">Q")
 FAILPOINTS = ("pair.after_write", "pair.after_sync")
 
 
-def read_pair(path: Path, kind: int) -> bytes:
-    """The newest valid payload; FileNotFoundError if absent, CorruptFileError if none is valid."""
+def read_pair(path: Path, kind: int, strict: bool = False) -> bytes:
+    """The newest valid payload; FileNotFoundError if absent, CorruptFileError if none is valid.
+
+    With `strict`, a damaged copy is an error even when the other one is good:
+    for state whose rollback is unsafe (a Paxos promise already sent), a copy
+    damaged after it was acknowledged must stop the reader, not be skipped.
+    """
     data = _read(path)
     seq, payload, _ = _newest(data, kind, path)
+    damaged = [_why_invalid(data, kind, i) for i in (0, 1) if _is_invalid(data, kind, i)]
+    if strict and damaged:
+        raise CorruptFileError(f"{path}: a copy is damaged ({'; '.join(damaged)}); "
+                               "the older copy is not trusted for this state")
     if payload is None:
         reasons = "; ".join(_why_invalid(data, kind, index) for index in (0, 1))
         raise CorruptFileError(f"{path}: neither copy is valid ({reasons})")
@@ -135,6 +144,12 @@ def _newest(data: bytes, kind: int, path: Path) -> tuple[int, bytes | None, int]
         if copy is not None and copy[0] > best[0]:
             best = (copy[0], copy[1], index)
     return best
+
+
+def _is_invalid(data: bytes, kind: int, index: int) -> bool:
+    start = HEADER_SIZE + index * _slot_size(data)
+    raw = data[start:start + _slot_size(data)]
+    return raw[:4] != b"\0\0\0\0" and _copy(raw, kind, f"copy {index}") is None
 
 
 def _why_invalid(data: bytes, kind: int, index: int) -> str:

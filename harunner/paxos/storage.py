@@ -22,7 +22,12 @@ First start and the rule for a missing file:
 The acceptor and proposer files are two-copy files updated in place
 (`harunner.pairfile`): a save is one write and one `fdatasync`, with no
 rename and no directory fsync, because a promise sits on the critical path
-of every takeover; a torn save leaves the previous copy. The marker is a
+of every takeover. They are read strictly: a damaged copy makes the state
+unusable even if the other copy is good, because that copy may hold a promise
+already sent, and falling back would silently take it back. A process crash
+cannot tear a save (the page cache keeps a completed write), so a damaged
+copy means damaged media or a lost host, and the slot waits for `repair`.
+The marker is a
 `durable.write_atomic` file. A failed flush raises `DurabilityError` and the
 caller must stop.
 """
@@ -145,7 +150,7 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 
 
 def _load(path: Path, kind: int) -> Any:
-    data = read_pair(path, kind)
+    data = read_pair(path, kind, strict=True)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

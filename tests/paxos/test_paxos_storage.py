@@ -135,3 +135,15 @@ def test_repair_refuses_without_a_majority_of_readable_peers(tmp_path: Path) -> 
     with pytest.raises(StoreError, match="majority"):
         storage.repair(tmp_path, 1, SLOTS)
     assert not storage.acceptor_path(tmp_path, 1).exists()
+
+
+def test_a_damaged_copy_is_not_skipped_even_if_the_other_copy_is_good(tmp_path: Path) -> None:
+    storage.initialize(tmp_path, 0)
+    path = storage.acceptor_path(tmp_path, 0)
+    storage.save_acceptor(path, AcceptorState(min_round=3))  # copy 1 now newest, copy 0 older
+    data = bytearray(path.read_bytes())
+    slot = (len(data) - HEADER_SIZE) // 2
+    data[HEADER_SIZE + slot + 20] ^= 0x01  # the newest copy, damaged after it was acknowledged
+    path.write_bytes(bytes(data))
+    state = storage.load_acceptor(path)
+    assert not state.usable and "damaged" in state.reason
