@@ -26,11 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from harunner import cluster, config, control
 from harunner.events import read_events
-from harunner.polling import wait_until
+from harunner.polling import wait_until as poll
 from harunner.status import listen
 from harunner.store import Store
 
@@ -38,10 +37,6 @@ HERE = Path(__file__).parent
 STEPS = [("exit seen", ("runner_exit", "peer_exit")), ("declared dead", "detected"),
          ("decided", "decided"), ("generation raised", "took_over"),
          ("worker started", "worker_started")]
-
-
-def poll(condition: Any, timeout: float, what: str, interval: float = 0.001) -> Any:
-    return wait_until(condition, timeout, what, interval)
 
 
 def acks(path: Path) -> list[tuple[int, float]]:

@@ -10,6 +10,7 @@ import zmq
 
 from harunner import bus, cluster
 from harunner.config import Config
+from harunner.errors import ClusterError, StoreError
 from harunner.store import SCHEDULER_JOB, JobRecord, Store
 from harunner.transport import SUPERVISOR, Subscriber
 
@@ -29,7 +30,7 @@ def listen(config: Config, window: float) -> tuple[list[RunnerView], int | None]
     layout = cluster.Layout(config.state_path)
     try:
         cluster_id = cluster.cluster_id(layout)
-    except Exception:  # noqa: BLE001 - no cluster yet means nothing to listen to
+    except (ClusterError, StoreError):  # no cluster yet (or unreadable): nothing to hear
         return [], None
     endpoints = layout.endpoints
     context = zmq.Context()

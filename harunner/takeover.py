@@ -50,6 +50,7 @@ class Takeover:
     def proposals(self, records: Iterable[JobRecord], detector: FailureDetector,
                   now: float) -> dict[InstanceKey, Value]:
         """The instances this runner should propose now, with the owner it proposes."""
+        records = list(records)
         orphans = [r for r in records if self.is_orphan(r, detector, now)]
         live = [Value(s, detector.peers[s].incarnation) for s in detector.live_slots()
                 if s != self.me.slot] + [Value(self.me.slot, self.me.incarnation)]
@@ -73,7 +74,10 @@ class Takeover:
         for job_id in list(self.first_seen):
             if job_id not in current:
                 del self.first_seen[job_id]
-                self.unseen_since.pop(job_id, None)
+        listed = {r.job_id for r in records}
+        for job_id in list(self.unseen_since):
+            if job_id not in listed:
+                del self.unseen_since[job_id]
         return values
 
     def _next_generation(self, record: JobRecord, detector: FailureDetector,
