@@ -27,11 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from harunner import cluster, config, control
-from harunner.events import read_events
+from harunner import config
+from harunner.api import client
+from harunner.cli.status import listen
 from harunner.polling import wait_until as poll
-from harunner.status import listen
-from harunner.store import Store
+from harunner.store import Store, meta
+from harunner.store.events import read_events
 
 HERE = Path(__file__).parent
 STEPS = [("exit seen", ("runner_exit", "peer_exit")), ("declared dead", "detected"),
@@ -67,8 +68,8 @@ class Bench:
         cfg_path.write_text(f'state_dir = "{root / "s"}"\njobs = ["{HERE / "benchjobs"}"]\n'
                             f'{extra}\n')
         self.cfg = config.load(str(cfg_path), env={})
-        self.layout = cluster.Layout(self.cfg.state_path)
-        self.store = Store(self.cfg.state_path)
+        self.layout = meta.Layout(self.cfg.state_path)
+        self.store = Store.from_config(self.cfg)
         out = open(root / "supervisor.out", "wb")
         self.supervisor = subprocess.Popen([sys.executable, "-m", "harunner", "start",
                                             "--config", str(cfg_path)], stdout=out,
@@ -79,7 +80,7 @@ class Bench:
 
     def owner_pid(self, job: str) -> tuple[int, int]:
         record = poll(lambda: (r := self.store.get(job)).owner is not None and r, 30, "owner")
-        info = poll(lambda: cluster.live_slot(self.layout, record.owner.slot), 10, "slot")
+        info = poll(lambda: meta.live_slot(self.layout, record.owner.slot), 10, "slot")
         return record.generation, int(info["pid"])
 
     def one(self, job: str, ack_path: Path, signum: int, rng: random.Random) -> dict[str, float]:
@@ -180,7 +181,7 @@ def main() -> None:
     try:
         bench.wait_up()
         ack_path = root / "acks.txt"
-        job = control.submit_job(bench.cfg, "benchjobs.spin",
+        job = client.submit_job(bench.cfg, "benchjobs.spin",
                                  ["delay=0.005", f"acks={ack_path}"]).job_id
         write = baseline_write(root)
         ipc = baseline_zmq(root)

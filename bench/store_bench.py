@@ -24,8 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harunner import store_files  # noqa: E402
-from harunner.store import Owner, Store  # noqa: E402
+from harunner.store import (  # noqa: E402
+    Owner,
+    Store,
+    job_files,  # noqa: E402
+)
 
 
 def raw_writer(folder: Path, payload: bytes) -> Callable[[], None]:
@@ -102,7 +105,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="store_bench.", dir=options.dir))
     try:
         mountinfo = Path("/proc/self/mountinfo").read_text()
-        print(f"directory {base} on {store_files.file_system_type(base, mountinfo)}; "
+        print(f"directory {base} on {job_files.file_system_type(base, mountinfo)}; "
               f"{options.runs} runs of {options.seconds:g} s; state ~{options.size} bytes")
         payload = b"x" * options.size
         raw, store = raw_writer(base, payload), store_writer(base / "state", options.size)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harunner.executor import Executor  # noqa: E402
+from harunner.executor.executor import Executor  # noqa: E402
 from harunner.store import Owner, Store  # noqa: E402
 
 JOB = textwrap.dedent('''

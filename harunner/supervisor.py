@@ -35,13 +35,14 @@ from multiprocessing.process import BaseProcess
 import filelock
 import zmq
 
-from harunner import bus, cluster
 from harunner.config import Config
 from harunner.errors import ClusterError
-from harunner.events import EventLog
-from harunner.runner import EXIT_SLOT_BUSY, configure_logging, runner_main
-from harunner.store import Store
-from harunner.transport import SUPERVISOR, BindGuard, Publisher, Subscriber
+from harunner.net import bus
+from harunner.net.sockets import BindGuard, Publisher, Subscriber, check_ipc_paths
+from harunner.runner.runner import EXIT_SLOT_BUSY, configure_logging, runner_main
+from harunner.store import Store, meta
+from harunner.store.events import EventLog
+from harunner.store.layout import SUPERVISOR, Layout
 
 log = logging.getLogger("harunner.supervisor")
 QUICK_CRASH = 10.0
@@ -64,21 +65,21 @@ class Slot:
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.layout = cluster.Layout(config.state_path)
-        self.layout.prepare()
-        self.layout.endpoints.check(range(config.slots))
-        self.lock = filelock.FileLock(str(self.layout.run / "supervisor.lock"),
+        self.layout = Layout(config.state_path)
+        meta.prepare(self.layout)
+        check_ipc_paths(self.layout.sockets(range(config.slots)))
+        self.lock = filelock.FileLock(str(self.layout.supervisor_lock),
                                       thread_local=False)
         try:
             self.lock.acquire(timeout=0)
         except filelock.Timeout:
-            pid = cluster.live_supervisor(self.layout)
+            pid = meta.live_supervisor(self.layout)
             raise ClusterError(
                 f"state directory {self.layout.root} is in use by a running supervisor "
                 f"(pid {pid}); run `harunner stop` first, or set another state_dir") from None
-        cluster.write_meta(self.layout.run / "supervisor.json", {"pid": os.getpid()})
-        self.cluster = cluster.cluster_id(self.layout, create=True)
-        repaired = Store(config.state_path, config.lock_timeout_ms / 1000).rebuild_index()
+        meta.write_meta(self.layout.supervisor_file, {"pid": os.getpid()})
+        self.cluster = meta.cluster_id(self.layout, create=True)
+        repaired = Store.from_config(config).rebuild_index()
         if repaired:
             log.warning("repaired %d entries of the index of unfinished jobs", repaired)
         self.spawner = multiprocessing.get_context("spawn")
@@ -92,9 +93,8 @@ class Supervisor:
         """Start or adopt every slot, then watch them until asked to stop."""
         self.zmq = zmq.Context()
         self.guard = BindGuard()
-        endpoints = self.layout.endpoints
-        self.publisher = Publisher(self.zmq, self.guard, endpoints.bus(SUPERVISOR))
-        self.beats = Subscriber(self.zmq, [endpoints.bus(s.number) for s in self.slots])
+        self.publisher = Publisher(self.zmq, self.guard, self.layout.bus(SUPERVISOR))
+        self.beats = Subscriber(self.zmq, [self.layout.bus(s.number) for s in self.slots])
         try:
             for slot in self.slots:
                 self._adopt_or_spawn(slot, time.monotonic())
@@ -151,7 +151,7 @@ class Supervisor:
                 slot.last_beat = now  # one kill; its exit comes through the pidfd
 
     def _adopt_or_spawn(self, slot: Slot, now: float) -> None:
-        info = cluster.live_slot(self.layout, slot.number)
+        info = meta.live_slot(self.layout, slot.number)
         if info is not None and info.get("pid"):
             try:
                 slot.pidfd = os.pidfd_open(int(info["pid"]))

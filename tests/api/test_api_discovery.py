@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from harunner.api import discover, find, forget
-from harunner.discovery import module_names
+from harunner.api import forget
+from harunner.api.discovery import discover, find, module_names
 from harunner.errors import JobDefinitionError, UnknownJobError
 
 JOB_FILE = """

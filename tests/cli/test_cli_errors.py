@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harunner.cli import app
+from harunner.cli.app import app
 from harunner.store import JobState, Store
 
 JOBS = Path(__file__).parents[1] / "integration" / "itjobs"

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harunner.consensus import Consensus
-from harunner.paxos import Accepted, Effects, Promise, Value, codec, storage
+from harunner.paxos import Accepted, Effects, Promise, Value, codec
+from harunner.runner.consensus import Consensus
+from harunner.store import paxos_files as storage
+from harunner.store.layout import Layout
 
 CLUSTER = "test-cluster"
 
@@ -67,7 +69,7 @@ def run_one_decision(tmp_path: Path, kind: type[Consensus]) -> list[str]:
 
     slots = (0, 1, 2)
     for slot in slots:
-        nodes[slot] = kind(slot, slots, tmp_path / "paxos", CLUSTER, sender(slot), 0.2)
+        nodes[slot] = kind(slot, slots, Layout(tmp_path), CLUSTER, sender(slot), 0.2)
     rng = random.Random(7)
     decided = nodes[0].propose({("job-1", 2): Value(1, 1)}, 0.0, rng)
     while network:
@@ -87,6 +89,6 @@ def test_the_check_catches_a_shell_that_sends_before_it_persists(tmp_path):
 
 @pytest.mark.parametrize("frame", [b"", b"garbage", b'{"v":1}', bytes(range(256))])
 def test_a_malformed_peer_frame_is_counted_and_dropped(tmp_path, frame):
-    node = Consensus(0, (0, 1, 2), tmp_path, CLUSTER, lambda d, f: True, 0.2)
+    node = Consensus(0, (0, 1, 2), Layout(tmp_path), CLUSTER, lambda d, f: True, 0.2)
     assert node.receive(frame, 0.0, random.Random(1)) == {}
     assert node.rejected == 1

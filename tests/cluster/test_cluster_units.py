@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from harunner import bus
-from harunner.detector import Died, FailureDetector, Joined, Liveness
+from harunner.net import bus
 from harunner.paxos import Value
-from harunner.scheduler import choose_owner
+from harunner.runner.detector import Died, FailureDetector, Joined, Liveness
+from harunner.runner.scheduler import choose_owner
+from harunner.runner.takeover import Takeover
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
-from harunner.takeover import Takeover
 
 
 def beat(slot: int, incarnation: int = 1, pid: int = 100, owned: int = 0) -> bus.Beat:

@@ -13,7 +13,7 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from harunner.executor import Executor, WorkerExit
+from harunner.executor.executor import Executor, WorkerExit
 from harunner.store import JobRecord, Owner, Store
 
 HERE = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ import time
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from harunner.executor import Executor
+from harunner.executor.executor import Executor
 from harunner.store import Store
 
 

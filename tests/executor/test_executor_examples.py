@@ -7,7 +7,7 @@ import sys
 
 from executor_harness import EXAMPLE_JOBS, OTHER, wait_for
 
-from harunner.api import find
+from harunner.api.discovery import find
 from harunner.store import JobState
 
 

@@ -51,13 +51,13 @@ def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method):
 
 
 def test_the_worker_exits_at_once_if_its_runner_is_already_gone(tmp_path):
-    from harunner import worker
+    from harunner.executor import worker
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     code = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from harunner import worker; "
+         "import sys; from harunner.executor import worker; "
          f"worker.watch_runner({dead.pid}, 12345); sys.exit(0)"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=30).returncode
     assert code == worker.EXIT_ORPHANED
@@ -65,7 +65,7 @@ def test_the_worker_exits_at_once_if_its_runner_is_already_gone(tmp_path):
 
 
 def test_the_watchdog_fires_when_the_runner_dies(tmp_path):
-    from harunner import worker
+    from harunner.executor import worker
 
     runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -73,7 +73,7 @@ def test_the_watchdog_fires_when_the_runner_dies(tmp_path):
                          worker.process_start_ticks(runner.pid))
         watcher = subprocess.Popen(
             [sys.executable, "-c",
-             "import time; from harunner import worker; "
+             "import time; from harunner.executor import worker; "
              f"worker.watch_runner({runner.pid}, {ticks}); time.sleep(60)"],
             env={**os.environ, "PYTHONPATH": str(REPO)})
         time.sleep(0.3)

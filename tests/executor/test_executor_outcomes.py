@@ -9,7 +9,7 @@ import time
 import pytest
 from executor_harness import OTHER, alive, wait_for, zombie_children
 
-from harunner import worker
+from harunner.executor import worker
 from harunner.store import JobState
 
 

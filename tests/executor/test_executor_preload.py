@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
     from multiprocessing.connection import wait
-    from harunner.executor import Executor
+    from harunner.executor.executor import Executor
     from harunner.store import Owner, Store
 
     state, folder, name = sys.argv[1:4]

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from harunner import cluster, config, control
+from harunner import config
+from harunner.api import client
+from harunner.cli.status import listen
 from harunner.polling import wait_until
-from harunner.status import listen
-from harunner.store import JobRecord, Store
+from harunner.store import JobRecord, Store, meta
 
 HERE = Path(__file__).parent
 PR_SET_CHILD_SUBREAPER = 36
@@ -106,8 +107,8 @@ class Cluster:
         self.config_path = root / "harunner.toml"
         self.config_path.write_text("\n".join(lines).replace("'", '"') + "\n")
         self.config = config.load(str(self.config_path), env={})
-        self.layout = cluster.Layout(self.config.state_path)
-        self.store = Store(self.config.state_path, self.config.lock_timeout_ms / 1000)
+        self.layout = meta.Layout(self.config.state_path)
+        self.store = Store.from_config(self.config)
         self.supervisor: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True, env: dict[str, str] | None = None
@@ -129,7 +130,7 @@ class Cluster:
         return poll(up, timeout, "all runners beating with one primary")  # type: ignore[no-any-return]
 
     def runner_pid(self, slot: int) -> int:
-        info = poll(lambda: cluster.live_slot(self.layout, slot), 10, f"slot {slot} live")
+        info = poll(lambda: meta.live_slot(self.layout, slot), 10, f"slot {slot} live")
         return int(info["pid"])
 
     def runner_pids(self) -> dict[int, int]:
@@ -137,7 +138,7 @@ class Cluster:
 
     def submit(self, name: str, **args: Any) -> str:
         items = [f"{key}={value}" for key, value in args.items()]
-        return control.submit_job(self.config, name, items).job_id
+        return client.submit_job(self.config, name, items).job_id
 
     def record(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)

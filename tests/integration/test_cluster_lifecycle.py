@@ -110,7 +110,7 @@ def test_harunner_stop_stops_the_cluster(make_cluster):
 
 
 def test_a_crash_looping_slot_is_respawned_with_a_growing_back_off(make_cluster):
-    from harunner.events import read_events
+    from harunner.store.events import read_events
 
     cluster = make_cluster(slots=1, respawn_backoff_ms=100, respawn_backoff_max_ms=1600)
     cluster.start(wait=False, env={"HARUNNER_FAILPOINTS": "runner.started=exit"})

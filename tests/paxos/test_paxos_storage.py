@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harunner.durable import KIND_ACCEPTOR
 from harunner.errors import StoreError
-from harunner.pairfile import HEADER_SIZE, write_pair
 from harunner.paxos import (
     AcceptorState,
     Ballot,
@@ -21,8 +19,11 @@ from harunner.paxos import (
     ProposerState,
     Value,
     Vote,
-    storage,
 )
+from harunner.store import paxos_files as storage
+from harunner.store.durable import KIND_ACCEPTOR
+from harunner.store.layout import Layout
+from harunner.store.pairfile import HEADER_SIZE, write_pair
 
 SLOTS = (0, 1, 2)
 STATE = AcceptorState(votes={("job", 1): Vote(Ballot(3, 1), Ballot(2, 0), Value(0, 4)),
@@ -31,18 +32,19 @@ STATE = AcceptorState(votes={("job", 1): Vote(Ballot(3, 1), Ballot(2, 0), Value(
 
 
 def test_first_start_creates_fresh_files_once(tmp_path: Path) -> None:
-    assert storage.initialize(tmp_path, 0) is True
-    assert storage.load_acceptor(storage.acceptor_path(tmp_path, 0)) == AcceptorState()
-    assert storage.load_proposer(storage.proposer_path(tmp_path, 0)) == ProposerState()
-    storage.save_proposer(storage.proposer_path(tmp_path, 0), ProposerState(round=7))
-    assert storage.initialize(tmp_path, 0) is False
-    assert storage.load_proposer(storage.proposer_path(tmp_path, 0)).round == 7
+    assert storage.initialize(Layout(tmp_path), 0) is True
+    assert storage.load_acceptor(Layout(tmp_path).acceptor_file(0)) == AcceptorState()
+    assert storage.load_proposer(Layout(tmp_path).proposer_file(0)) == ProposerState()
+    storage.save_proposer(Layout(tmp_path).proposer_file(0), ProposerState(round=7))
+    assert storage.initialize(Layout(tmp_path), 0) is False
+    assert storage.load_proposer(Layout(tmp_path).proposer_file(0)).round == 7
 
 
 def test_initialize_never_overwrites_a_file_that_exists(tmp_path: Path) -> None:
-    storage.save_acceptor(storage.acceptor_path(tmp_path, 1), STATE)
-    assert storage.initialize(tmp_path, 1) is True
-    assert storage.load_acceptor(storage.acceptor_path(tmp_path, 1)) == STATE
+    Layout(tmp_path).paxos.mkdir()
+    storage.save_acceptor(Layout(tmp_path).acceptor_file(1), STATE)
+    assert storage.initialize(Layout(tmp_path), 1) is True
+    assert storage.load_acceptor(Layout(tmp_path).acceptor_file(1)) == STATE
 
 
 def test_states_round_trip(tmp_path: Path) -> None:
@@ -55,10 +57,10 @@ def test_states_round_trip(tmp_path: Path) -> None:
 
 def test_a_lost_acceptor_file_is_not_recreated_and_the_slot_refuses_to_vote(
         tmp_path: Path) -> None:
-    storage.initialize(tmp_path, 0)
-    storage.acceptor_path(tmp_path, 0).unlink()
-    assert storage.initialize(tmp_path, 0) is False
-    state = storage.load_acceptor(storage.acceptor_path(tmp_path, 0))
+    storage.initialize(Layout(tmp_path), 0)
+    Layout(tmp_path).acceptor_file(0).unlink()
+    assert storage.initialize(Layout(tmp_path), 0) is False
+    state = storage.load_acceptor(Layout(tmp_path).acceptor_file(0))
     assert not state.usable and "missing" in state.reason and "repair" in state.reason
     node = Node(0, SLOTS, state, ProposerState())
     effects = node.receive(Prepare(1, Ballot(1, 1), (("job", 1),)), 0.0, random.Random(0))
@@ -81,21 +83,21 @@ def _flip_a_payload_byte(path: Path) -> None:
     (lambda p: write_pair(p, KIND_ACCEPTOR, json.dumps(
         {"format": 1, "min_round": 0, "floors": [], "votes": [["j", 1, [1, 0], [0, 0], 5]]}
     ).encode()), "value"),
-    (lambda p: p.write_bytes(storage.proposer_path(p.parent, 0).read_bytes()), "kind"),
+    (lambda p: p.write_bytes(Layout(p.parent.parent).proposer_file(0).read_bytes()), "kind"),
 ])
 def test_a_corrupt_acceptor_file_makes_the_slot_unusable_and_says_why(
         tmp_path: Path, damage: object, words: str) -> None:
-    storage.initialize(tmp_path, 0)
-    path = storage.acceptor_path(tmp_path, 0)
+    storage.initialize(Layout(tmp_path), 0)
+    path = Layout(tmp_path).acceptor_file(0)
     damage(path)  # type: ignore[operator]
     state = storage.load_acceptor(path)
     assert not state.usable and words in state.reason
 
 
 def test_a_lost_proposer_file_makes_the_slot_stop_proposing(tmp_path: Path) -> None:
-    storage.initialize(tmp_path, 0)
-    storage.proposer_path(tmp_path, 0).unlink()
-    state = storage.load_proposer(storage.proposer_path(tmp_path, 0))
+    storage.initialize(Layout(tmp_path), 0)
+    Layout(tmp_path).proposer_file(0).unlink()
+    state = storage.load_proposer(Layout(tmp_path).proposer_file(0))
     assert not state.usable and "missing" in state.reason
     assert not Node(0, SLOTS, AcceptorState(), state).can_propose
 
@@ -109,16 +111,16 @@ def test_unusable_states_are_never_saved(tmp_path: Path) -> None:
 
 def test_repair_rebuilds_from_a_majority_of_peers_above_every_round(tmp_path: Path) -> None:
     for slot in SLOTS:
-        storage.initialize(tmp_path, slot)
-    storage.save_acceptor(storage.acceptor_path(tmp_path, 0), STATE)
-    storage.save_proposer(storage.proposer_path(tmp_path, 2), ProposerState(round=11))
-    storage.acceptor_path(tmp_path, 1).unlink()
-    storage.proposer_path(tmp_path, 1).unlink()
-    done = storage.repair(tmp_path, 1, SLOTS)
+        storage.initialize(Layout(tmp_path), slot)
+    storage.save_acceptor(Layout(tmp_path).acceptor_file(0), STATE)
+    storage.save_proposer(Layout(tmp_path).proposer_file(2), ProposerState(round=11))
+    Layout(tmp_path).acceptor_file(1).unlink()
+    Layout(tmp_path).proposer_file(1).unlink()
+    done = storage.repair(Layout(tmp_path), 1, SLOTS)
     assert len(done) == 2
-    acceptor = storage.load_acceptor(storage.acceptor_path(tmp_path, 1))
+    acceptor = storage.load_acceptor(Layout(tmp_path).acceptor_file(1))
     assert acceptor.floors == {"done": 9, "job": 3} and acceptor.min_round == 12
-    assert storage.load_proposer(storage.proposer_path(tmp_path, 1)).round == 5
+    assert storage.load_proposer(Layout(tmp_path).proposer_file(1)).round == 5
     node = Node(1, SLOTS, acceptor, ProposerState())
     rng = random.Random(0)
     old = node.receive(Prepare(2, Ballot(11, 2), (("new", 1),)), 0.0, rng).send
@@ -129,17 +131,17 @@ def test_repair_rebuilds_from_a_majority_of_peers_above_every_round(tmp_path: Pa
 
 def test_repair_refuses_without_a_majority_of_readable_peers(tmp_path: Path) -> None:
     for slot in SLOTS:
-        storage.initialize(tmp_path, slot)
-    storage.acceptor_path(tmp_path, 1).unlink()
-    storage.acceptor_path(tmp_path, 2).unlink()
+        storage.initialize(Layout(tmp_path), slot)
+    Layout(tmp_path).acceptor_file(1).unlink()
+    Layout(tmp_path).acceptor_file(2).unlink()
     with pytest.raises(StoreError, match="majority"):
-        storage.repair(tmp_path, 1, SLOTS)
-    assert not storage.acceptor_path(tmp_path, 1).exists()
+        storage.repair(Layout(tmp_path), 1, SLOTS)
+    assert not Layout(tmp_path).acceptor_file(1).exists()
 
 
 def test_a_damaged_copy_is_not_skipped_even_if_the_other_copy_is_good(tmp_path: Path) -> None:
-    storage.initialize(tmp_path, 0)
-    path = storage.acceptor_path(tmp_path, 0)
+    storage.initialize(Layout(tmp_path), 0)
+    path = Layout(tmp_path).acceptor_file(0)
     storage.save_acceptor(path, AcceptorState(min_round=3))  # copy 1 now newest, copy 0 older
     data = bytearray(path.read_bytes())
     slot = (len(data) - HEADER_SIZE) // 2

@@ -25,7 +25,7 @@ from typing import Any
 
 from harunner.errors import FencedError, StaleTransitionError, StoreError
 from harunner.store import Owner, Store
-from harunner.store_model import check_writer, state_json
+from harunner.store.model import check_writer, state_json
 
 
 class FenceOutsideLockStore(Store):

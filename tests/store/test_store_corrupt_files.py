@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from harunner import durable, store_files
 from harunner.errors import CorruptFileError
-from harunner.store import JobState, Owner, Store
+from harunner.store import JobState, Owner, Store, durable, job_files
 
 
 def _two_checkpoints(store: Store, job: str) -> tuple[Path, bytes]:
     store.write_checkpoint(job, 1, {"value": 1})
     store.write_checkpoint(job, 1, {"value": 2})
-    newest = store_files.checkpoint_path(store.root / "jobs" / job, 2)
+    newest = job_files.checkpoint_path(store.root / "jobs" / job, 2)
     return newest, newest.read_bytes()
 
 
@@ -117,7 +116,7 @@ def test_fifo_in_place_of_the_newest_checkpoint_does_not_block(store: Store,
 
 def test_no_good_checkpoint_is_a_clear_error(store: Store, running: str) -> None:
     store.write_checkpoint(running, 1, {"value": 1})
-    only = store_files.checkpoint_path(store.root / "jobs" / running, 1)
+    only = job_files.checkpoint_path(store.root / "jobs" / running, 1)
     only.write_bytes(only.read_bytes()[:-1])
     with pytest.raises(CorruptFileError, match="no valid checkpoint"):
         store.read_checkpoint(running)
@@ -128,8 +127,8 @@ def test_corrupt_newest_is_never_resurrected(store: Store, running: str) -> None
     newest.write_bytes(data[:-3])
     assert store.write_checkpoint(running, 1, {"value": 3}) == 3
     folder = store.root / "jobs" / running
-    assert store_files.checkpoint_seqs(folder) == [1, 3]
-    store_files.checkpoint_path(folder, 3).write_bytes(b"torn")
+    assert job_files.checkpoint_seqs(folder) == [1, 3]
+    job_files.checkpoint_path(folder, 3).write_bytes(b"torn")
     assert _reads_previous(store, running)
 
 

@@ -23,9 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from harunner import store_files
 from harunner.failpoints import EXIT_CODE
-from harunner.store import CHECKPOINT_FAILPOINTS, FAILPOINTS, RECORD_FAILPOINTS, Owner, Store
+from harunner.store import (
+    CHECKPOINT_FAILPOINTS,
+    FAILPOINTS,
+    RECORD_FAILPOINTS,
+    Owner,
+    Store,
+    job_files,
+)
 
 RUNS = 20
 BEFORE_RENAME = {"store.checkpoint.before_write", "store.record.before_write",
@@ -56,7 +62,7 @@ def _check_after_crash(reader: Store, job: str, point: str, nth: int, last_acked
     if last_acked != nth - 1 or value != expected or reader.corrupt_seen:
         return f"{where}, read {value}, expected {expected}, corrupt seen {reader.corrupt_seen}"
     folder = reader.root / "jobs" / job
-    highest = max(store_files.checkpoint_seqs(folder), default=0)
+    highest = max(job_files.checkpoint_seqs(folder), default=0)
     seq = reader.write_checkpoint(job, 1, {"value": -1})
     after = reader.read_checkpoint(job)
     leftovers = [name for name in os.listdir(folder) if name.endswith(".tmp")]

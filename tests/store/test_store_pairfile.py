@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harunner.errors import CorruptFileError
-from harunner.pairfile import HEADER_SIZE, read_pair, write_pair
+from harunner.store.pairfile import HEADER_SIZE, read_pair, write_pair
 
 KIND = 3
 
@@ -90,7 +90,7 @@ def test_another_kind_is_refused(tmp_path):
 CHILD = """
 import sys
 from pathlib import Path
-from harunner.pairfile import write_pair
+from harunner.store.pairfile import write_pair
 path = Path(sys.argv[1])
 for n in range(1, 1000):
     write_pair(path, 3, b"%d" % n)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from harunner import store_files
 from harunner.errors import (
     DiskFullError,
     DurabilityError,
@@ -29,6 +28,7 @@ from harunner.store import (
     Progress,
     Store,
     advance,
+    job_files,
 )
 
 A, B = Owner(0, 1), Owner(1, 1)
@@ -54,7 +54,7 @@ def test_explicit_job_id_is_idempotent(store: Store) -> None:
 
 
 def test_job_ids_sort_by_creation_and_are_short() -> None:
-    ids = [store_files.new_job_id(t, b"\x00\x01") for t in (1.0, 1795000000.0, 1795000000.001)]
+    ids = [job_files.new_job_id(t, b"\x00\x01") for t in (1.0, 1795000000.0, 1795000000.001)]
     assert ids == sorted(ids) and all(len(job_id) == 13 for job_id in ids)
 
 
@@ -129,7 +129,7 @@ def test_checkpoint_keeps_newest_and_previous(store: Store, running: str) -> Non
     for done in range(5):
         store.write_checkpoint(running, 1, {"done": done})
     folder = store.root / "jobs" / running
-    assert store_files.checkpoint_seqs(folder) == [4, 5]
+    assert job_files.checkpoint_seqs(folder) == [4, 5]
     checkpoint = store.read_checkpoint(running)
     assert checkpoint is not None
     assert (checkpoint.seq, checkpoint.generation, checkpoint.state) == (5, 1, {"done": 4})
@@ -268,14 +268,14 @@ def test_failed_fsync_raises_and_keeps_the_old_file(store: Store, running: str,
             store.write_checkpoint(running, 1, {"done": 2})
     checkpoint = store.read_checkpoint(running)
     assert checkpoint is not None and checkpoint.state == {"done": 1}
-    assert store_files.checkpoint_seqs(store.root / "jobs" / running) == [1]
+    assert job_files.checkpoint_seqs(store.root / "jobs" / running) == [1]
 
 
 def test_network_file_systems_are_recognised() -> None:
     mountinfo = ("22 1 8:1 / / rw - ext4 /dev/vda rw\n"
                  "40 22 0:50 / /mnt/share rw - nfs4 server:/x rw\n")
-    assert store_files.file_system_type(Path("/mnt/share/state"), mountinfo) == "nfs4"
-    assert store_files.file_system_type(Path("/mnt/shared"), mountinfo) == "ext4"
+    assert job_files.file_system_type(Path("/mnt/share/state"), mountinfo) == "nfs4"
+    assert job_files.file_system_type(Path("/mnt/shared"), mountinfo) == "ext4"
 
 
 @pytest.fixture

@@ -8,11 +8,12 @@ from typing import Any
 
 import zmq
 
-from harunner import bus, cluster
 from harunner.config import Config
 from harunner.errors import ClusterError, StoreError
-from harunner.store import SCHEDULER_JOB, JobRecord, Store
-from harunner.transport import SUPERVISOR, Subscriber
+from harunner.net import bus
+from harunner.net.sockets import Subscriber
+from harunner.store import SCHEDULER_JOB, JobRecord, Store, meta
+from harunner.store.layout import SUPERVISOR, Layout
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,13 @@ class RunnerView:
 
 def listen(config: Config, window: float) -> tuple[list[RunnerView], int | None]:
     """Beats heard on the bus during `window` seconds; the supervisor's pid if it beat."""
-    layout = cluster.Layout(config.state_path)
+    layout = Layout(config.state_path)
     try:
-        cluster_id = cluster.cluster_id(layout)
+        cluster_id = meta.cluster_id(layout)
     except (ClusterError, StoreError):  # no cluster yet (or unreadable): nothing to hear
         return [], None
-    endpoints = layout.endpoints
     context = zmq.Context()
-    paths = [endpoints.bus(s) for s in range(config.slots)] + [endpoints.bus(SUPERVISOR)]
+    paths = [layout.bus(s) for s in range(config.slots)] + [layout.bus(SUPERVISOR)]
     subscriber = Subscriber(context, paths)
     heard: dict[int, tuple[bus.Beat, float]] = {}
     supervisor = None
@@ -80,7 +80,7 @@ def job_view(store: Store, record: JobRecord) -> dict[str, Any]:
 def gather(config: Config, window: float = 0.25) -> dict[str, Any]:
     """The whole status as plain data (what `--json` prints)."""
     runners, supervisor = listen(config, window)
-    store = Store(config.state_path, config.lock_timeout_ms / 1000)
+    store = Store.from_config(config)
     jobs = [job_view(store, r) for r in store.list_jobs() if r.job_id != SCHEDULER_JOB]
     return {
         "state_dir": str(config.state_path),

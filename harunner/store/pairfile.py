@@ -26,7 +26,8 @@ import struct
 import zlib
 from pathlib import Path
 
-from harunner.durable import (
+from harunner.failpoints import failpoint
+from harunner.store.durable import (
     HEADER,
     CorruptFileError,
     DiskFullError,
@@ -35,7 +36,6 @@ from harunner.durable import (
     encode,
     replace_file,
 )
-from harunner.failpoints import failpoint
 
 MAGIC = b"HRNRPAIR"
 VERSION = 1

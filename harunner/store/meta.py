@@ -1,12 +1,7 @@
-"""The cluster's files outside the store: identity, slot and supervisor records, locks.
+"""The cluster's files outside the job store: identity, slot and supervisor records, locks.
 
-    cluster.json              the cluster id (every frame carries it)
-    run/supervisor.lock       held by the live supervisor for its whole life
-    run/supervisor.json       its pid
-    run/slot-<n>.lock         held by the live runner of slot n for its whole life
-    run/slot-<n>.json         that runner's pid and incarnation
-    paxos/slot-<n>.incarnation  the slot's incarnation counter (durable, only grows)
-    logs/                     runner and supervisor logs, events.jsonl
+Where each lives is `harunner.store.layout.Layout`'s business: the cluster id,
+the slot and supervisor lock and pid files, and the slot's incarnation counter.
 
 A lock held means a live process: flock is released by the kernel when its
 holder dies, SIGKILL included, so these probes never trust a stale pid file.
@@ -17,56 +12,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import filelock
 
-from harunner import durable
 from harunner.errors import ClusterError, CorruptFileError
-from harunner.transport import Endpoints, make_run_dir
+from harunner.store import durable
+from harunner.store.layout import Layout
 
 
-@dataclass(frozen=True)
-class Layout:
-    root: Path
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def paxos(self) -> Path:
-        return self.root / "paxos"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def endpoints(self) -> Endpoints:
-        return Endpoints(self.run)
-
-    @property
-    def events(self) -> Path:
-        return self.logs / "events.jsonl"
-
-    def slot_lock(self, slot: int) -> Path:
-        return self.run / f"slot-{slot}.lock"
-
-    def slot_file(self, slot: int) -> Path:
-        return self.run / f"slot-{slot}.json"
-
-    def incarnation_file(self, slot: int) -> Path:
-        return self.paxos / f"slot-{slot}.incarnation"
-
-    def prepare(self) -> None:
-        """Create the folders (state dir and run/ with mode 0700)."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        make_run_dir(self.run)
-        self.paxos.mkdir(mode=0o700, exist_ok=True)
-        self.logs.mkdir(mode=0o700, exist_ok=True)
+def prepare(layout: Layout) -> None:
+    """Create the cluster's folders: the state directory, run/ (mode 0700), paxos/, logs/."""
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    layout.run.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(layout.run, 0o700)
+    layout.paxos.mkdir(mode=0o700, exist_ok=True)
+    layout.logs.mkdir(mode=0o700, exist_ok=True)
 
 
 def write_meta(path: Path, data: dict[str, Any]) -> None:
@@ -87,7 +49,7 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def cluster_id(layout: Layout, create: bool = False) -> str:
     """This state directory's cluster id, created on first start."""
-    path = layout.root / "cluster.json"
+    path = layout.cluster_file
     try:
         return str(read_meta(path)["cluster"])
     except FileNotFoundError:
@@ -135,10 +97,10 @@ def live_slot(layout: Layout, slot: int) -> dict[str, Any] | None:
 
 def live_supervisor(layout: Layout) -> int | None:
     """The pid of the live supervisor of this state directory, or None."""
-    if not is_held(layout.run / "supervisor.lock"):
+    if not is_held(layout.supervisor_lock):
         return None
     try:
-        return int(read_meta(layout.run / "supervisor.json")["pid"])
+        return int(read_meta(layout.supervisor_file)["pid"])
     except (FileNotFoundError, CorruptFileError, KeyError, ValueError):
         return -1
 

@@ -9,16 +9,15 @@ Invariants kept here:
 - the outbound peer socket is a ROUTER with ROUTER_MANDATORY: a frame for a
   peer that is not connected fails at once and is counted, never queued;
 - one `zmq.Context` per process, created by the caller after the process started.
-Frames are bytes; what they mean is the business of `harunner.bus` and
-`harunner.paxos.codec`.
+Frames are bytes; what they mean is the business of `harunner.net.bus` and
+`harunner.paxos.codec`. Where the sockets live is `harunner.store.layout`'s.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import filelock
@@ -28,40 +27,20 @@ from harunner.errors import ClusterError, ConfigError
 
 PAXOS_LINGER_MS = 50
 MAX_FRAME = 8 * 1024 * 1024
-SUPERVISOR = "supervisor"
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """Socket paths of a cluster, all under the state directory's run/ folder."""
-
-    run_dir: Path
-
-    def bus(self, name: int | str) -> Path:
-        return self.run_dir / f"bus-{name}.sock"
-
-    def peer(self, slot: int) -> Path:
-        return self.run_dir / f"peer-{slot}.sock"
-
-    def check(self, slots: Iterable[int]) -> None:
-        """Refuse socket paths that libzmq cannot bind."""
-        limit = getattr(zmq, "IPC_PATH_MAX_LEN", 107) or 107
-        paths = [self.bus(SUPERVISOR)] + [p for s in slots for p in (self.bus(s), self.peer(s))]
-        for path in paths:
-            if len(str(path)) > limit:
-                raise ConfigError(
-                    f"socket path {path} is {len(str(path))} bytes, longer than the "
-                    f"{limit} bytes an ipc:// endpoint allows; set state_dir to a shorter path")
+def check_ipc_paths(paths: Iterable[Path]) -> None:
+    """Refuse socket paths that libzmq cannot bind (longer than an ipc:// address allows)."""
+    limit = getattr(zmq, "IPC_PATH_MAX_LEN", 107) or 107
+    for path in paths:
+        if len(str(path)) > limit:
+            raise ConfigError(
+                f"socket path {path} is {len(str(path))} bytes, longer than the "
+                f"{limit} bytes an ipc:// endpoint allows; set state_dir to a shorter path")
 
 
 def url(path: Path) -> str:
     return f"ipc://{path}"
-
-
-def make_run_dir(run_dir: Path) -> None:
-    """Create run/ with mode 0700: the file system is the access control."""
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
 
 
 class BindGuard:
@@ -146,18 +125,18 @@ def peer_identity(slot: int) -> bytes:
 class PeerLink:
     """Point-to-point frames between runner slots (Paxos): ROUTER in, ROUTER out."""
 
-    def __init__(self, context: zmq.Context, guard: BindGuard, endpoints: Endpoints,
-                 slot: int, slots: Iterable[int]) -> None:
+    def __init__(self, context: zmq.Context, guard: BindGuard, slot: int,
+                 peers: Mapping[int, Path]) -> None:
         self.inbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS)
         self.inbound.setsockopt(zmq.ROUTING_ID, peer_identity(slot))
         self.inbound.setsockopt(zmq.RCVHWM, 10000)
-        guard.bind(self.inbound, endpoints.peer(slot))
+        guard.bind(self.inbound, peers[slot])
         self.outbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS)
         self.outbound.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.outbound.setsockopt(zmq.SNDHWM, 10000)
-        for other in slots:
+        for other, path in peers.items():
             if other != slot:
-                self.outbound.connect(url(endpoints.peer(other)))
+                self.outbound.connect(url(path))
         self.unreachable = 0
 
     def send(self, slot: int, frame: bytes) -> bool:

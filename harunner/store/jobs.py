@@ -1,16 +1,6 @@
 """The file-locked checkpoint store: job records, checkpoints and progress on disk.
 
-Layout under the state directory (created on first write, see `Store.init`):
-
-    jobs/<job_id>/record         the job's record (KIND_RECORD, JSON payload)
-    jobs/<job_id>/record.prev    the record's previous good version (a hard link)
-    jobs/<job_id>/ckpt.<seq>     the newest and the previous good checkpoint (KIND_CHECKPOINT)
-    jobs/<job_id>/progress       soft progress, fenced but not fsynced
-    jobs/<job_id>/job.log        the job's log
-    locks/<job_id>.lock          the job's filelock (never the data file)
-    index/active/<job_id>        an empty marker for every unfinished job (PENDING or RUNNING)
-    paxos/                       acceptor and proposer state of each slot
-    run/                         sockets, pid files, slot locks (mode 0700)
+Where each file lives: `harunner.store.layout` (jobs/, locks/, index/active/).
 
 Invariants: every mutation of a job happens under that job's lock, acquired
 with a timeout; the writer's generation is checked against the record's under
@@ -56,8 +46,7 @@ from typing import Any
 
 import filelock
 
-from harunner import store_files as files
-from harunner.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
+from harunner.config import Config
 from harunner.errors import (
     CorruptFileError,
     JobArgumentError,
@@ -67,9 +56,10 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.failpoints import failpoint
-from harunner.store_model import (
-    SCHEDULER_JOB,
-    TRANSITIONS,
+from harunner.store import job_files
+from harunner.store.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
+from harunner.store.layout import PROGRESS, Layout
+from harunner.store.model import (
     Checkpoint,
     JobRecord,
     JobState,
@@ -95,11 +85,6 @@ RECORD_FAILPOINTS = ("store.record.before_write", "store.record.after_keep_previ
                      *WRITE_FAILPOINTS)
 FAILPOINTS = tuple(dict.fromkeys(CHECKPOINT_FAILPOINTS + RECORD_FAILPOINTS))
 
-__all__ = ["CHECKPOINT_FAILPOINTS", "FAILPOINTS", "RECORD_FAILPOINTS", "SCHEDULER_JOB",
-           "TRANSITIONS", "Checkpoint", "JobRecord", "JobState", "Owner", "Progress", "Store",
-           "advance", "check_writer"]
-
-
 class Store:
     """One state directory. All methods are safe across processes and threads.
 
@@ -110,17 +95,24 @@ class Store:
     def __init__(self, root: Path, lock_timeout: float = 2.0,
                  clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
+        self.layout = Layout(self.root)
         self.lock_timeout = lock_timeout
         self.clock = clock
         self.corrupt_seen = 0
         self._locks: dict[Path, filelock.FileLock] = {}
         self._ready = False
 
+    @classmethod
+    def from_config(cls, config: Config, lock_timeout: float | None = None) -> Store:
+        """The store of `config`'s state directory; lock waits `lock_timeout_ms` by default."""
+        wait = config.lock_timeout_ms / 1000 if lock_timeout is None else lock_timeout
+        return cls(config.state_path, wait)
+
     def init(self) -> None:
         """Create the state directory and its folders (durably) if missing; idempotent."""
         if not self._ready:
-            files.make_layout(self.root)
-            files.warn_if_network(self.root)
+            job_files.make_layout(self.root)
+            job_files.warn_if_network(self.root)
             self._ready = True
 
     # -- reading (no lock) ----------------------------------------------------------
@@ -135,16 +127,16 @@ class Store:
     def list_jobs(self, states: set[JobState] | None = None) -> list[JobRecord]:
         """Records, oldest first, optionally only those in `states`; unreadable ones are skipped."""
         if states is not None and not any(state.finished for state in states):
-            names = files.active_ids(self.root)
+            names = job_files.active_ids(self.root)
         else:
             try:
-                names = os.listdir(self.root / "jobs")
+                names = os.listdir(self.layout.jobs)
             except FileNotFoundError:
                 return []
         records = []
         for name in names:
             try:
-                found = self._read_record(name) if files.valid_job_id(name) else None
+                found = self._read_record(name) if job_files.valid_job_id(name) else None
             except (StoreError, OSError) as error:
                 log.warning("skipping job %s: %s", name, error)
                 continue
@@ -155,13 +147,13 @@ class Store:
     def read_checkpoint(self, job_id: str) -> Checkpoint | None:
         """The newest valid checkpoint, skipping (and reporting) a corrupt newest one."""
         folder = self._existing_folder(job_id)
-        return files.read_newest_checkpoint(  # type: ignore[no-any-return]
+        return job_files.read_newest_checkpoint(  # type: ignore[no-any-return]
             folder, lambda data, seq: checkpoint_from(data, job_id, seq), self._report)
 
     def read_progress(self, job_id: str) -> Progress | None:
         """The job's last progress, or None if there is none or it is unreadable."""
         try:
-            found = files.load(self._folder(job_id) / files.PROGRESS, KIND_PROGRESS,
+            found = job_files.load(self._folder(job_id) / PROGRESS, KIND_PROGRESS,
                                lambda data: progress_from(data, job_id))
         except (FileNotFoundError, CorruptFileError):
             return None
@@ -169,7 +161,7 @@ class Store:
 
     def log_path(self, job_id: str) -> Path:
         """Where the job's log goes: jobs/<job_id>/job.log."""
-        return self._folder(job_id) / "job.log"
+        return self.layout.job_log(self._checked_id(job_id))
 
     # -- writing (under the job's lock) ---------------------------------------------
 
@@ -187,17 +179,17 @@ class Store:
             raise JobArgumentError(f"arguments of {name} are not JSON: {error}") from None
         self.init()
         for _ in range(10):
-            chosen = job_id or files.new_job_id(self.clock(), os.urandom(2))
+            chosen = job_id or job_files.new_job_id(self.clock(), os.urandom(2))
             created = self._create(chosen, name, args, retries, backoff, timeout, job_id is None)
             if created is not None:
                 return created
-        raise StoreError(f"could not find a free job id under {self.root / 'jobs'}")
+        raise StoreError(f"could not find a free job id under {self.layout.jobs}")
 
     def _create(self, job_id: str, name: str, args: dict[str, Any], retries: int,
                 backoff: float, timeout: float | None, fresh: bool) -> JobRecord | None:
         folder = self._folder(job_id)
         with self.job_lock(job_id):
-            if not files.make_job_dir(folder):
+            if not job_files.make_job_dir(folder):
                 if fresh:
                     return None
                 existing = self._read_record(job_id)
@@ -208,8 +200,8 @@ class Store:
                                retries=retries, backoff=backoff, timeout=timeout,
                                created_at=now, updated_at=now,
                                history=(f"{stamp(now)} pending@0 submitted",))
-            files.mark_active(self.root, job_id)
-            files.write_record(folder, to_json(record_to_dict(record)).encode(), False)
+            job_files.mark_active(self.root, job_id)
+            job_files.write_record(folder, to_json(record_to_dict(record)).encode(), False)
             return record
 
     def assign(self, job_id: str, owner: Owner, expected_generation: int) -> JobRecord:
@@ -253,13 +245,13 @@ class Store:
     def _append_checkpoint(self, job_id: str, generation: int, text: str) -> int:
         """Write checkpoint max(seq)+1 and prune; the caller holds the lock and checked fencing."""
         folder = self._folder(job_id)
-        older = files.checkpoint_seqs(folder)
+        older = job_files.checkpoint_seqs(folder)
         seq = (older[-1] if older else 0) + 1
         payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
                    f'"seq":{seq},"state":{text}}}')
-        write_atomic(files.checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
+        write_atomic(job_files.checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
         failpoint("store.checkpoint.before_prune")
-        files.prune_checkpoints(folder, older, lambda old: self._checkpoint_good(job_id, old))
+        job_files.prune_checkpoints(folder, older, lambda old: self._checkpoint_good(job_id, old))
         failpoint("store.checkpoint.after_prune")
         return seq
 
@@ -270,7 +262,7 @@ class Store:
         self._existing_folder(job_id)
         with self.job_lock(job_id):
             check_writer(self._locked_record(job_id)[0], generation)
-            write_atomic(self._folder(job_id) / files.PROGRESS, KIND_PROGRESS,
+            write_atomic(self._folder(job_id) / PROGRESS, KIND_PROGRESS,
                          payload.encode(), durable=False)
 
     def finish(self, job_id: str, generation: int, *, result: Any = None,
@@ -306,10 +298,10 @@ class Store:
     def rebuild_index(self) -> int:
         """Make index/active match the records; returns how many markers it changed."""
         self.init()
-        active = set(files.active_ids(self.root))
+        active = set(job_files.active_ids(self.root))
         wrong = [r for r in self.list_jobs() if r.state.finished == (r.job_id in active)]
         for record in wrong:
-            mark = files.unmark_active if record.state.finished else files.mark_active
+            mark = job_files.unmark_active if record.state.finished else job_files.mark_active
             mark(self.root, record.job_id)
         return len(wrong)
 
@@ -319,7 +311,7 @@ class Store:
     def job_lock(self, job_id: str) -> Iterator[None]:
         """Hold the job's file lock (re-entrant within a thread), waiting at most lock_timeout."""
         self.init()
-        path = self.root / "locks" / f"{self._checked_id(job_id)}.lock"
+        path = self.layout.job_lock(self._checked_id(job_id))
         lock = self._locks.get(path)
         if lock is None:
             lock = self._locks[path] = filelock.FileLock(path, mode=0o600,
@@ -344,9 +336,9 @@ class Store:
             new = change(record)
             if new is not record:
                 payload = to_json(record_to_dict(new)).encode()
-                files.write_record(self._folder(job_id), payload, from_newest)
+                job_files.write_record(self._folder(job_id), payload, from_newest)
                 if new.state.finished:
-                    files.unmark_active(self.root, job_id)
+                    job_files.unmark_active(self.root, job_id)
             return new
 
     def _locked_record(self, job_id: str) -> tuple[JobRecord, bool]:
@@ -356,19 +348,19 @@ class Store:
         return found
 
     def _read_record(self, job_id: str) -> tuple[JobRecord, bool] | None:
-        if not files.valid_job_id(job_id):
+        if not job_files.valid_job_id(job_id):
             return None
         try:
-            return files.read_record(self._folder(job_id),
+            return job_files.read_record(self._folder(job_id),
                                      lambda data: record_from(data, job_id), self._report)
         except NotADirectoryError:
             return None
 
     def _checkpoint_good(self, job_id: str, seq: int) -> bool:
         """Whether checkpoint `seq` is valid (a corrupt one is reported, then pruned)."""
-        path = files.checkpoint_path(self._folder(job_id), seq)
+        path = job_files.checkpoint_path(self._folder(job_id), seq)
         try:
-            files.load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
+            job_files.load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
         except FileNotFoundError:
             return False
         except CorruptFileError as error:
@@ -382,7 +374,7 @@ class Store:
         log.warning("corrupt state file: %s%s; trying the previous version", where, error)
 
     def _folder(self, job_id: str) -> Path:
-        return self.root / "jobs" / self._checked_id(job_id)
+        return self.layout.job_folder(self._checked_id(job_id))
 
     def _existing_folder(self, job_id: str) -> Path:
         folder = self._folder(job_id)
@@ -391,7 +383,7 @@ class Store:
         return folder
 
     def _checked_id(self, job_id: str) -> str:
-        if not files.valid_job_id(job_id):
+        if not job_files.valid_job_id(job_id):
             raise UnknownJobError(f"no job with id {job_id!r}; job ids are letters, digits, "
                                   "'-' and '_'; `harunner status` lists jobs")
         return job_id

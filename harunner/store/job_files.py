@@ -31,19 +31,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harunner.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read, write_atomic
 from harunner.errors import CorruptFileError, DiskFullError, StoreError
 from harunner.failpoints import failpoint
+from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read, write_atomic
+from harunner.store.layout import (
+    CHECKPOINT_PREFIX,
+    JOB_FOLDERS,
+    PRIVATE_FOLDERS,
+    RECORD,
+    RECORD_PREV,
+    Layout,
+)
 
 log = logging.getLogger("harunner.store")
 
-RECORD = "record"
-RECORD_PREV = "record.prev"
-PROGRESS = "progress"
-CHECKPOINT_PREFIX = "ckpt."
 SEQ_DIGITS = 12
-SUBDIRS = ("jobs", "locks", "paxos", "run", "index", "index/active")
-PRIVATE_DIRS = ("run",)
 NETWORK_FILE_SYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse.sshfs",
                                   "afs", "ceph", "glusterfs", "lustre"})
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -195,19 +197,16 @@ def _report(report: Report, error: CorruptFileError, path: Path) -> str:
     return str(error)
 
 
-ACTIVE = "index/active"
-
-
 def mark_active(root: Path, job_id: str) -> None:
     """Add `job_id` to the index of unfinished jobs (an empty marker file)."""
-    fd = os.open(root / ACTIVE / job_id, os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(Layout(root).active_marker(job_id), os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(fd)
 
 
 def unmark_active(root: Path, job_id: str) -> None:
     """Drop `job_id` from the index of unfinished jobs."""
     try:
-        os.unlink(root / ACTIVE / job_id)
+        os.unlink(Layout(root).active_marker(job_id))
     except FileNotFoundError:
         pass
 
@@ -215,7 +214,7 @@ def unmark_active(root: Path, job_id: str) -> None:
 def active_ids(root: Path) -> list[str]:
     """The job ids in the index of unfinished jobs."""
     try:
-        return os.listdir(root / ACTIVE)
+        return os.listdir(Layout(root).active_index)
     except FileNotFoundError:
         return []
 
@@ -223,9 +222,9 @@ def active_ids(root: Path) -> list[str]:
 def make_layout(root: Path) -> None:
     """Create the state directory (0700) and its folders, durably; `run/` is kept 0700."""
     _make_dir(root)
-    for name in SUBDIRS:
+    for name in JOB_FOLDERS:
         _make_dir(root / name)
-    for name in PRIVATE_DIRS:
+    for name in PRIVATE_FOLDERS:
         os.chmod(root / name, 0o700)
 
 

@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harunner import cluster, config, control
-from harunner.events import read_events
+from harunner import config
+from harunner.api import client
+from harunner.cli.status import listen
 from harunner.polling import wait_until as poll
-from harunner.status import listen
-from harunner.store import JobState, Store
+from harunner.store import JobState, Store, meta
+from harunner.store.events import read_events
 
-JOB = "harunner.demo_jobs.count"
+JOB = "harunner.cli.demo_jobs.count"
 
 
 def say(text: str) -> None:
@@ -34,7 +35,7 @@ def say(text: str) -> None:
 def run_demo(keep: bool = False) -> int:
     root = Path(tempfile.mkdtemp(prefix="hr-demo-", dir="/tmp"))
     config_path = root / "harunner.toml"
-    config_path.write_text(f'state_dir = "{root / "state"}"\njobs = ["harunner.demo_jobs"]\n')
+    config_path.write_text(f'state_dir = "{root / "state"}"\njobs = ["harunner.cli.demo_jobs"]\n')
     cfg = config.load(str(config_path), env={})
     say(f"demo: a cluster of 3 runner slots in {root}")
     log = open(root / "supervisor.out", "wb")
@@ -61,9 +62,9 @@ def _show(cfg: config.Config, supervisor: subprocess.Popen[bytes]) -> int:
     runners = poll(cluster_up, 30, "three runners and a primary")
     for r in runners:
         say(f"  slot {r.slot}: pid {r.pid} incarnation {r.incarnation} {r.role}")
-    record = control.submit_job(cfg, JOB, ["to=150", "delay=0.02"])
+    record = client.submit_job(cfg, JOB, ["to=150", "delay=0.02"])
     say(f"submitted {JOB} to=150 as job {record.job_id}")
-    store = Store(cfg.state_path, cfg.lock_timeout_ms / 1000)
+    store = Store.from_config(cfg)
 
     def midway() -> Any:
         checkpoint = store.read_checkpoint(record.job_id)
@@ -72,7 +73,7 @@ def _show(cfg: config.Config, supervisor: subprocess.Popen[bytes]) -> int:
     before = poll(midway, 30, "the job to reach i=50")
     owner = store.get(record.job_id).owner
     assert owner is not None
-    pid = int(cluster.read_meta(cluster.Layout(cfg.state_path).slot_file(owner.slot))["pid"])
+    pid = int(meta.read_meta(meta.Layout(cfg.state_path).slot_file(owner.slot))["pid"])
     role = next((r.role for r in runners if r.slot == owner.slot), "runner")
     say(f"job at i={before.state['i']} on slot {owner.slot} ({role}, pid {pid}): SIGKILL it")
     killed_at = time.time()
@@ -95,7 +96,7 @@ def _show(cfg: config.Config, supervisor: subprocess.Popen[bytes]) -> int:
 
 def _timeline(cfg: config.Config, killed_at: float, resume: dict[str, Any], job_id: str
               ) -> None:
-    events = [e for e in read_events(cluster.Layout(cfg.state_path).events)
+    events = [e for e in read_events(meta.Layout(cfg.state_path).events)
               if e.get("t", 0) >= killed_at]
 
     def first(*names: str, **match: Any) -> float | None:

@@ -18,8 +18,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from harunner import bus
-from harunner.detector import Died
 from harunner.errors import (
     DurabilityError,
     HarunnerError,
@@ -27,7 +25,9 @@ from harunner.errors import (
     StoreError,
     UnknownJobError,
 )
+from harunner.net import bus
 from harunner.paxos import InstanceKey, Value
+from harunner.runner.detector import Died
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
 
 if TYPE_CHECKING:
@@ -35,14 +35,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from harunner.config import Config
-    from harunner.consensus import Consensus
-    from harunner.detector import FailureDetector
-    from harunner.events import EventLog
-    from harunner.executor import Executor
-    from harunner.scheduler import Scheduler
+    from harunner.executor.executor import Executor
+    from harunner.net.sockets import Publisher
+    from harunner.runner.consensus import Consensus
+    from harunner.runner.detector import FailureDetector
+    from harunner.runner.scheduler import Scheduler
+    from harunner.runner.takeover import Takeover
     from harunner.store import Store
-    from harunner.takeover import Takeover
-    from harunner.transport import Publisher
+    from harunner.store.events import EventLog
 
 log = logging.getLogger("harunner.runner")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from harunner.bus import Beat
+from harunner.net.bus import Beat
 
 
 class Liveness(str, Enum):

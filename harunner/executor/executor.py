@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from harunner import worker
 from harunner.api import retry_at
 from harunner.errors import (
     DurabilityError,
@@ -41,7 +40,8 @@ from harunner.errors import (
     StaleTransitionError,
     StoreError,
 )
-from harunner.launcher import (
+from harunner.executor import worker
+from harunner.executor.launcher import (
     REAP_WAIT,
     Launcher,
     absolute_entry,

@@ -1,4 +1,4 @@
-"""Durable acceptor and proposer state of one slot; the only Paxos module doing I/O.
+"""Durable acceptor and proposer state of one slot; the Paxos core's files.
 
 Files, in the state directory's `paxos/` folder, each a `harunner.durable`
 envelope (magic, version, kind, length, CRC-32) around a JSON payload:
@@ -38,42 +38,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harunner.durable import KIND_ACCEPTOR, KIND_META, KIND_PROPOSER, write_atomic
 from harunner.errors import CorruptFileError, StoreError
-from harunner.pairfile import read_pair, write_pair
 from harunner.paxos import schema
 from harunner.paxos.acceptor import AcceptorState, Vote, highest_round, repaired, unusable
 from harunner.paxos.ballot import majority
 from harunner.paxos.proposer import ProposerState
 from harunner.paxos.schema import SchemaError
+from harunner.store.durable import KIND_ACCEPTOR, KIND_META, KIND_PROPOSER, write_atomic
+from harunner.store.layout import Layout
+from harunner.store.pairfile import read_pair, write_pair
 
 STATE_FORMAT = 1
 MAX_VOTES = 10_000_000
 
 
-def acceptor_path(folder: Path, slot: int) -> Path:
-    return Path(folder) / f"slot-{slot}.acceptor"
-
-
-def proposer_path(folder: Path, slot: int) -> Path:
-    return Path(folder) / f"slot-{slot}.proposer"
-
-
-def marker_path(folder: Path, slot: int) -> Path:
-    return Path(folder) / f"slot-{slot}.initialized"
-
-
-def initialize(folder: Path, slot: int) -> bool:
+def initialize(layout: Layout, slot: int) -> bool:
     """Create fresh files for a slot that never started; True if it did anything."""
-    folder = Path(folder)
-    if marker_path(folder, slot).exists():
+    if layout.paxos_marker(slot).exists():
         return False
-    folder.mkdir(parents=True, exist_ok=True)
-    if not acceptor_path(folder, slot).exists():
-        save_acceptor(acceptor_path(folder, slot), AcceptorState())
-    if not proposer_path(folder, slot).exists():
-        save_proposer(proposer_path(folder, slot), ProposerState())
-    write_atomic(marker_path(folder, slot), KIND_META, json.dumps({"slot": slot}).encode())
+    layout.paxos.mkdir(parents=True, exist_ok=True)
+    if not layout.acceptor_file(slot).exists():
+        save_acceptor(layout.acceptor_file(slot), AcceptorState())
+    if not layout.proposer_file(slot).exists():
+        save_proposer(layout.proposer_file(slot), ProposerState())
+    write_atomic(layout.paxos_marker(slot), KIND_META, json.dumps({"slot": slot}).encode())
     return True
 
 
@@ -94,7 +82,7 @@ def load_acceptor(path: Path) -> AcceptorState:
         return _acceptor(_load(Path(path), KIND_ACCEPTOR))
     except (FileNotFoundError, CorruptFileError, SchemaError) as error:
         return unusable(f"acceptor file {path}: {_why(error)}; this slot will not vote "
-                        "until repaired (harunner.paxos.storage.repair)")
+                        "until repaired (harunner.store.paxos_files.repair)")
 
 
 def save_proposer(path: Path, state: ProposerState) -> None:
@@ -115,7 +103,7 @@ def load_proposer(path: Path) -> ProposerState:
                              "this slot will not propose until repaired")
 
 
-def repair(folder: Path, slot: int, slots: tuple[int, ...]) -> list[str]:
+def repair(layout: Layout, slot: int, slots: tuple[int, ...]) -> list[str]:
     """Rebuild the missing or corrupt files of a STOPPED `slot` from the other slots' files.
 
     Needs the acceptor files of a majority of the other voting slots (and, to
@@ -123,23 +111,23 @@ def repair(folder: Path, slot: int, slots: tuple[int, ...]) -> list[str]:
     `slot` is repaired first). Returns what it did; raises `StoreError` if
     the files do not allow it. Why this is safe: docs/paxos.md, "Repair".
     """
-    folder, done = Path(folder), []
+    done: list[str] = []
     others = [other for other in slots if other != slot]
-    peers = [s for s in (load_acceptor(acceptor_path(folder, o)) for o in others) if s.usable]
+    peers = [s for s in (load_acceptor(layout.acceptor_file(o)) for o in others) if s.usable]
     if len(peers) < majority(len(slots)):
         raise StoreError(f"cannot repair slot {slot}: only {len(peers)} readable peer acceptor "
                          f"files, a majority of {majority(len(slots))} is needed")
-    if not load_proposer(proposer_path(folder, slot)).usable:
-        top = highest_round([*peers, load_acceptor(acceptor_path(folder, slot))])
-        save_proposer(proposer_path(folder, slot), ProposerState(round=top))
+    if not load_proposer(layout.proposer_file(slot)).usable:
+        top = highest_round([*peers, load_acceptor(layout.acceptor_file(slot))])
+        save_proposer(layout.proposer_file(slot), ProposerState(round=top))
         done.append(f"proposer of slot {slot} restarted above round {top}")
-    if not load_acceptor(acceptor_path(folder, slot)).usable:
-        rounds = [load_proposer(proposer_path(folder, other)) for other in slots]
+    if not load_acceptor(layout.acceptor_file(slot)).usable:
+        rounds = [load_proposer(layout.proposer_file(other)) for other in slots]
         if not all(state.usable for state in rounds):
             raise StoreError(f"cannot repair the acceptor of slot {slot}: a proposer file "
                              "is unreadable; repair that slot first")
         fresh = repaired(peers, [state.round for state in rounds])
-        save_acceptor(acceptor_path(folder, slot), fresh)
+        save_acceptor(layout.acceptor_file(slot), fresh)
         done.append(f"acceptor of slot {slot} rebuilt: {len(fresh.floors)} jobs closed, "
                     f"voting from round {fresh.min_round}")
     return done

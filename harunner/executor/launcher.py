@@ -41,8 +41,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
-from harunner import worker
-from harunner.discovery import module_names
+from harunner.api.discovery import module_names
+from harunner.executor import worker
 
 REAP_WAIT = 2.0
 SPARE_DELAY = 0.1  # after a start, wait this long before starting the next spare
@@ -177,7 +177,7 @@ class Launcher:
         """Preload only the worker from now on; start the process once a new forkserver is up."""
         self._preloading_jobs = False
         assert self._context is not None
-        self._context.set_forkserver_preload(["harunner.worker"])
+        self._context.set_forkserver_preload(["harunner.executor.worker"])
         for _ in range(FORKSERVER_RETRIES):
             try:
                 return self._start_process(target, args, name)
@@ -225,8 +225,8 @@ class Launcher:
         without the job modules (the worker reports the error per job).
         """
         if not self._preloading_jobs:
-            return ["harunner.worker"]
-        return ["harunner.worker", *module_names(self.job_entries)]
+            return ["harunner.executor.worker"]
+        return ["harunner.executor.worker", *module_names(self.job_entries)]
 
 
 def _discard(spare: _Spare) -> None:

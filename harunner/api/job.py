@@ -1,4 +1,4 @@
-"""The job API: `@job`, `JobSpec`, `Context`, durations and argument checks.
+"""Declaring jobs: `@job`, `JobSpec`, durations, the retry policy and argument checks.
 
 Responsibilities:
 - `job` turns a plain function into a job: it attaches a frozen `JobSpec`
@@ -6,22 +6,18 @@ Responsibilities:
   unchanged, so it stays callable as a plain function (handy in tests).
 - `check_arguments` and `parse_cli_arguments` check a submission's arguments
   against the job's signature and JSON; `retry_delay` is the back-off policy.
-- `Context` is what a running job sees: its last checkpoint's state, and
-  fenced `checkpoint`, `progress` and `log`.
 
 Invariants: a job's name is unique within the modules discovery imports;
 every argument, checkpoint state and result is JSON (it survives
-`json.loads(json.dumps(value))`); everything a job writes through its Context
-carries its generation, so a stale owner's writes are refused (`FencedError`).
-Layering: this module depends on `harunner.store` and `harunner.errors` only.
-Discovery (importing job modules) lives in `harunner.discovery`.
+`json.loads(json.dumps(value))`). Layering: this module depends on
+`harunner.store` and `harunner.errors` only. What a running job sees is in
+`harunner.api.context`; importing job modules in `harunner.api.discovery`.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -29,15 +25,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harunner.errors import (
-    FencedError,
     JobArgumentError,
     JobDefinitionError,
-    StaleTransitionError,
 )
-from harunner.store import Checkpoint, JobRecord, Progress
+from harunner.store import JobRecord
 
 if TYPE_CHECKING:
-    from harunner.store import Store
+    pass
 
 MAX_BACKOFF = 3600.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -243,95 +237,3 @@ def _json_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-class Context:
-    """What a running job sees: its identity, last state, and fenced writes."""
-
-    def __init__(self, store: Store, record: JobRecord, checkpoint: Checkpoint | None,
-                 logger: logging.Logger) -> None:
-        self._store = store
-        self.record = record
-        self.job_id = record.job_id
-        self.name = record.name
-        self.attempt = record.attempts
-        self.generation = record.generation
-        self.args = dict(record.args)
-        self.state: dict[str, Any] = to_json(checkpoint.state, "checkpoint") if checkpoint else {}
-        self.resumed = checkpoint is not None
-        self.log = logger
-        self.fenced = False
-
-    def checkpoint(self, state: dict[str, Any]) -> int:
-        """Durably save `state` as this job's newest checkpoint; returns its sequence number."""
-        if not isinstance(state, dict):
-            raise TypeError(f"job {self.name}: checkpoint state must be a dict, not "
-                            f"{type(state).__name__}")
-        saved = to_json(state, f"checkpoint state of job {self.name}")
-        seq = self._fenced(self._store.write_checkpoint, self.job_id, self.generation, saved)
-        self.state = saved
-        return int(seq)
-
-    def progress(self, done: float, total: float | None = None,
-                 message: str | None = None) -> None:
-        """Report soft progress (shown by `harunner status`); fenced, not fsynced."""
-        self._fenced(self._store.set_progress, self.job_id, self.generation,
-                     Progress(done, total, message))
-
-    def _fenced(self, write: Callable[..., Any], *args: Any) -> Any:
-        """Call a store write; any refusal because the job moved on is a `FencedError`."""
-        try:
-            return write(*args)
-        except FencedError:
-            self.fenced = True
-            raise
-        except StaleTransitionError as error:
-            self.fenced = True
-            raise FencedError(f"job {self.job_id} moved on without generation "
-                              f"{self.generation}: {error}") from error
-
-
-class _GenerationFilter(logging.Filter):
-    def __init__(self, generation: int, attempt: int) -> None:
-        super().__init__()
-        self.generation = generation
-        self.attempt = attempt
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.generation = self.generation
-        record.attempt = self.attempt
-        return True
-
-
-LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %(message)s"
-
-
-def job_logger(store: Store, record: JobRecord) -> logging.Logger:
-    """A logger appending to the job's log file, each line with time and generation."""
-    path = store.log_path(record.job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(f"harunner.job.{record.job_id}")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(_GenerationFilter(record.generation, record.attempts))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    return logger
-
-
-def discover(entries: Sequence[str]) -> dict[str, JobSpec]:
-    """Import the job modules of config `jobs` entries; see `harunner.discovery.discover`."""
-    from harunner import discovery
-
-    return discovery.discover(entries)
-
-
-def find(entries: Sequence[str], name: str) -> JobSpec:
-    """The job named `name`; see `harunner.discovery.find`."""
-    from harunner import discovery
-
-    return discovery.find(entries, name)

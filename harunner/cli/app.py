@@ -65,7 +65,7 @@ def start(config_file: ConfigOption = None, state_dir: StateDirOption = None,
 @reports_errors
 def stop(config_file: ConfigOption = None, state_dir: StateDirOption = None) -> None:
     """Stop the cluster running on this state directory."""
-    from harunner.control import stop_cluster
+    from harunner.cli.stop import stop_cluster
 
     config = load_config(config_file, state_dir=state_dir)
     typer.echo(stop_cluster(config))
@@ -79,7 +79,7 @@ def submit(name: Annotated[str, typer.Argument(help="job name, e.g. examples.cou
            wait: Annotated[bool, typer.Option("--wait", help="wait for the result")] = False,
            config_file: ConfigOption = None, state_dir: StateDirOption = None) -> None:
     """Submit a job; it is durable before this returns, even with no runner up."""
-    from harunner.control import submit_job, wait_for
+    from harunner.api.client import submit_job, wait_for
 
     config = load_config(config_file, state_dir=state_dir)
     record = submit_job(config, name, arg or [])
@@ -100,7 +100,7 @@ def status(config_file: ConfigOption = None, state_dir: StateDirOption = None,
            watch: Annotated[bool, typer.Option("--watch", help="refresh every second")] = False
            ) -> None:
     """Show runners (slot, pid, incarnation, role, last beat) and jobs."""
-    from harunner.status import gather, render
+    from harunner.cli.status import gather, render
 
     config = load_config(config_file, state_dir=state_dir)
     while True:
@@ -124,7 +124,7 @@ def cancel(job_id: str, config_file: ConfigOption = None,
     from harunner.store import Store
 
     config = load_config(config_file, state_dir=state_dir)
-    record = Store(config.state_path, config.lock_timeout_ms / 1000).cancel(job_id)
+    record = Store.from_config(config).cancel(job_id)
     typer.echo(f"{record.job_id} {record.state.value}")
 
 
@@ -133,7 +133,7 @@ def cancel(job_id: str, config_file: ConfigOption = None,
 def demo(keep: Annotated[bool, typer.Option(help="keep the demo's temporary directory")] = False
          ) -> None:
     """Run a finite demo: start a cluster, kill the primary mid-job, show the takeover."""
-    from harunner.demo import run_demo
+    from harunner.cli.demo import run_demo
 
     raise typer.Exit(run_demo(keep=keep))
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from harunner.detector import FailureDetector, Liveness
 from harunner.paxos import InstanceKey, Value
+from harunner.runner.detector import FailureDetector, Liveness
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
 
 

@@ -12,9 +12,10 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-from harunner.paxos import Effects, InstanceKey, Node, Value, codec, storage
+from harunner.paxos import Effects, InstanceKey, Node, Value, codec
+from harunner.store import paxos_files
+from harunner.store.layout import Layout
 
 log = logging.getLogger("harunner.consensus")
 
@@ -24,18 +25,18 @@ Send = Callable[[int, bytes], bool]
 class Consensus:
     """One slot's Paxos node with its files and its peer link."""
 
-    def __init__(self, slot: int, slots: tuple[int, ...], paxos_dir: Path, cluster: str,
+    def __init__(self, slot: int, slots: tuple[int, ...], layout: Layout, cluster: str,
                  send: Send, timeout: float) -> None:
         self.slot = slot
         self.cluster = cluster
         self.send = send
-        storage.initialize(paxos_dir, slot)
-        self.acceptor_path = storage.acceptor_path(paxos_dir, slot)
-        self.proposer_path = storage.proposer_path(paxos_dir, slot)
-        acceptor = storage.load_acceptor(self.acceptor_path)
+        paxos_files.initialize(layout, slot)
+        self.acceptor_path = layout.acceptor_file(slot)
+        self.proposer_path = layout.proposer_file(slot)
+        acceptor = paxos_files.load_acceptor(self.acceptor_path)
         if not acceptor.usable:
             log.error("slot %d does not vote: %s", slot, acceptor.reason)
-        proposer = storage.load_proposer(self.proposer_path)
+        proposer = paxos_files.load_proposer(self.proposer_path)
         self.node = Node(slot, slots, acceptor, proposer, timeout=timeout)
         self.rejected = 0
 
@@ -74,9 +75,9 @@ class Consensus:
             # Persist, then send. A Promise or Accepted that left before its state was
             # durable could be forgotten by a crash, and two values could be chosen.
             if step.acceptor_state is not None:
-                storage.save_acceptor(self.acceptor_path, step.acceptor_state)
+                paxos_files.save_acceptor(self.acceptor_path, step.acceptor_state)
             if step.proposer_state is not None:
-                storage.save_proposer(self.proposer_path, step.proposer_state)
+                paxos_files.save_proposer(self.proposer_path, step.proposer_state)
             for destination, message in step.send:
                 if destination == self.slot:
                     queue.append(self.node.receive(message, now, rng))

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harunner.api import Context, job_logger, retry_at
-from harunner.discovery import find
+from harunner.api.discovery import find
 from harunner.errors import FencedError, HarunnerError, StaleTransitionError
 from harunner.store import JobRecord, JobState, Store
 
@@ -63,7 +63,7 @@ EXIT_CODES = {EXIT_SUCCEEDED: "succeeded", EXIT_FAILED: "failed", EXIT_RETRYING:
 __doc__ += "".join(f"\n    {code:3d}  {name}" for code, name in EXIT_CODES.items()) + "\n"
 
 PR_SET_PDEATHSIG = 1
-log = logging.getLogger("harunner.worker")
+log = logging.getLogger("harunner.executor.worker")
 
 
 @dataclass(frozen=True)

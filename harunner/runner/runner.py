@@ -1,4 +1,4 @@
-"""A runner process: one slot of the cluster.
+"""A runner process: one slot of the meta.
 
 It heartbeats on the bus from its main loop, votes and proposes in Paxos, owns
 jobs and runs each in a worker process (the executor). The runner that owns
@@ -22,26 +22,26 @@ import random
 import select
 import signal
 import time
-from pathlib import Path
 
 import filelock
 import zmq
 
-from harunner import bus, cluster
 from harunner.config import Config
-from harunner.consensus import Consensus
-from harunner.detector import Died, FailureDetector
 from harunner.errors import (
     ClusterError,
 )
-from harunner.events import EventLog
-from harunner.executor import Executor
+from harunner.executor.executor import Executor
 from harunner.failpoints import failpoint
-from harunner.ownership import OwnershipDuties
-from harunner.scheduler import Scheduler
-from harunner.store import Owner, Store
-from harunner.takeover import Takeover
-from harunner.transport import SUPERVISOR, BindGuard, PeerLink, Publisher, Subscriber
+from harunner.net import bus
+from harunner.net.sockets import BindGuard, PeerLink, Publisher, Subscriber
+from harunner.runner.consensus import Consensus
+from harunner.runner.detector import Died, FailureDetector
+from harunner.runner.ownership import OwnershipDuties
+from harunner.runner.scheduler import Scheduler
+from harunner.runner.takeover import Takeover
+from harunner.store import Owner, Store, meta
+from harunner.store.events import EventLog
+from harunner.store.layout import SUPERVISOR, Layout
 
 log = logging.getLogger("harunner.runner")
 EXIT_SLOT_BUSY = 3
@@ -56,19 +56,19 @@ class Runner(OwnershipDuties):
     def __init__(self, config: Config, slot: int) -> None:
         self.config = config
         self.slot = slot
-        self.layout = cluster.Layout(config.state_path)
+        self.layout = Layout(config.state_path)
         self.slot_lock = filelock.FileLock(str(self.layout.slot_lock(slot)), thread_local=False)
         try:
             self.slot_lock.acquire(timeout=config.stop_timeout_ms / 1000)
         except filelock.Timeout:
             raise ClusterError(f"slot {slot} is held by another live runner") from None
-        self.incarnation = cluster.next_incarnation(self.layout, slot)
+        self.incarnation = meta.next_incarnation(self.layout, slot)
         self.me = Owner(slot, self.incarnation)
-        cluster.write_meta(self.layout.slot_file(slot),
+        meta.write_meta(self.layout.slot_file(slot),
                            {"pid": os.getpid(), "incarnation": self.incarnation})
-        self.cluster = cluster.cluster_id(self.layout)
+        self.cluster = meta.cluster_id(self.layout)
         self.rng = random.Random(os.getpid() ^ time.monotonic_ns())
-        self.store = Store(config.state_path, LOOP_LOCK_TIMEOUT)
+        self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT)
         self.awaiting: dict[str, int] = {}  # decided for me, not yet taken over: job -> generation
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
@@ -92,14 +92,15 @@ class Runner(OwnershipDuties):
 
     def _open_sockets(self) -> None:
         slots = tuple(range(self.config.slots))
-        endpoints = self.layout.endpoints
+        layout = self.layout
         self.context = zmq.Context()
         self.guard = BindGuard()
-        self.publisher = Publisher(self.context, self.guard, endpoints.bus(self.slot))
+        self.publisher = Publisher(self.context, self.guard, layout.bus(self.slot))
         self.subscriber = Subscriber(
-            self.context, [endpoints.bus(s) for s in slots] + [endpoints.bus(SUPERVISOR)])
-        self.link = PeerLink(self.context, self.guard, endpoints, self.slot, slots)
-        self.consensus = Consensus(self.slot, slots, self.layout.paxos, self.cluster,
+            self.context, [layout.bus(s) for s in slots] + [layout.bus(SUPERVISOR)])
+        self.link = PeerLink(self.context, self.guard, self.slot,
+                             {s: layout.peer(s) for s in slots})
+        self.consensus = Consensus(self.slot, slots, self.layout, self.cluster,
                                    self.link.send, self.config.paxos_timeout_ms / 1000)
 
     # -- the main loop -------------------------------------------------------------------
@@ -258,9 +259,9 @@ def _request_stop(runner: Runner) -> None:
 
 
 def configure_logging(config: Config, name: str) -> None:
-    layout = cluster.Layout(config.state_path)
+    layout = Layout(config.state_path)
     layout.logs.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(Path(layout.logs) / f"{name}.log")
+    handler = logging.FileHandler(layout.log_file(name))
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s "
                                            "%(message)s"))
     root = logging.getLogger()

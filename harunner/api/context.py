@@ -1,0 +1,97 @@
+"""What a running job sees: `Context` (its last checkpoint, fenced writes) and its log.
+
+Invariant: everything a job writes through its Context carries its
+generation, so a stale owner's writes are refused (`FencedError`); a write
+refused because the job moved on (no longer RUNNING) is a `FencedError` too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from harunner.api.job import to_json
+from harunner.errors import FencedError, StaleTransitionError
+from harunner.store import Checkpoint, JobRecord, Progress
+
+if TYPE_CHECKING:
+    from harunner.store import Store
+
+
+class Context:
+    """What a running job sees: its identity, last state, and fenced writes."""
+
+    def __init__(self, store: Store, record: JobRecord, checkpoint: Checkpoint | None,
+                 logger: logging.Logger) -> None:
+        self._store = store
+        self.record = record
+        self.job_id = record.job_id
+        self.name = record.name
+        self.attempt = record.attempts
+        self.generation = record.generation
+        self.args = dict(record.args)
+        self.state: dict[str, Any] = to_json(checkpoint.state, "checkpoint") if checkpoint else {}
+        self.resumed = checkpoint is not None
+        self.log = logger
+        self.fenced = False
+
+    def checkpoint(self, state: dict[str, Any]) -> int:
+        """Durably save `state` as this job's newest checkpoint; returns its sequence number."""
+        if not isinstance(state, dict):
+            raise TypeError(f"job {self.name}: checkpoint state must be a dict, not "
+                            f"{type(state).__name__}")
+        saved = to_json(state, f"checkpoint state of job {self.name}")
+        seq = self._fenced(self._store.write_checkpoint, self.job_id, self.generation, saved)
+        self.state = saved
+        return int(seq)
+
+    def progress(self, done: float, total: float | None = None,
+                 message: str | None = None) -> None:
+        """Report soft progress (shown by `harunner status`); fenced, not fsynced."""
+        self._fenced(self._store.set_progress, self.job_id, self.generation,
+                     Progress(done, total, message))
+
+    def _fenced(self, write: Callable[..., Any], *args: Any) -> Any:
+        """Call a store write; any refusal because the job moved on is a `FencedError`."""
+        try:
+            return write(*args)
+        except FencedError:
+            self.fenced = True
+            raise
+        except StaleTransitionError as error:
+            self.fenced = True
+            raise FencedError(f"job {self.job_id} moved on without generation "
+                              f"{self.generation}: {error}") from error
+
+
+class _GenerationFilter(logging.Filter):
+    def __init__(self, generation: int, attempt: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.attempt = attempt
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.generation = self.generation
+        record.attempt = self.attempt
+        return True
+
+
+LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %(message)s"
+
+
+def job_logger(store: Store, record: JobRecord) -> logging.Logger:
+    """A logger appending to the job's log file, each line with time and generation."""
+    path = store.log_path(record.job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"harunner.job.{record.job_id}")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_GenerationFilter(record.generation, record.attempts))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger

@@ -1,0 +1,1 @@
+"""Running jobs in worker processes the runner can kill: executor, launcher, worker."""

@@ -1,0 +1,1 @@
+"""The wire: heartbeat-bus messages and their codec (`bus`), and all ZeroMQ code (`sockets`)."""

@@ -1,0 +1,1 @@
+"""A runner slot: its I/O shell (`runner`) around pure cores (detector, takeover, scheduler)."""

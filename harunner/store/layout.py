@@ -1,0 +1,142 @@
+"""The state directory's layout: the one place that knows where every file lives.
+
+    cluster.json                  the cluster id (every frame carries it)
+    jobs/<id>/record              a job's record (+ record.prev, its previous good copy)
+    jobs/<id>/ckpt.<seq>          the newest and the previous good checkpoint
+    jobs/<id>/progress            soft progress (fenced, not fsynced)
+    jobs/<id>/job.log             the job's log
+    locks/<id>.lock               the job's filelock (never the data file)
+    index/active/<id>             an empty marker for every unfinished job
+    paxos/slot-<n>.acceptor       the slot's acceptor state (two-copy file)
+    paxos/slot-<n>.proposer       the slot's proposer state (two-copy file)
+    paxos/slot-<n>.initialized    written once, after both exist
+    paxos/slot-<n>.incarnation    the slot's incarnation counter (only grows)
+    run/                          mode 0700: sockets, bind locks, slot and supervisor locks
+    run/bus-<n>.sock, run/bus-supervisor.sock   each participant's PUB socket
+    run/peer-<n>.sock             each runner's ROUTER socket (Paxos)
+    run/slot-<n>.lock, .json      held by the live runner of slot n; its pid and incarnation
+    run/supervisor.lock, .json    held by the live supervisor; its pid
+    logs/                         runner-<n>.log, supervisor.log, events.jsonl
+
+Only paths are computed here; nothing is read or written, so every module
+of the store (and the supervisor, the runner and the CLI) asks this class
+and none spells a file name of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPERVISOR = "supervisor"
+JOB_FOLDERS = ("jobs", "locks", "paxos", "run", "index", "index/active")
+PRIVATE_FOLDERS = ("run",)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one state directory."""
+
+    root: Path
+
+    # -- folders -----------------------------------------------------------------------
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def active_index(self) -> Path:
+        return self.root / "index" / "active"
+
+    @property
+    def paxos(self) -> Path:
+        return self.root / "paxos"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    # -- cluster files ------------------------------------------------------------------
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def events(self) -> Path:
+        return self.logs / "events.jsonl"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        return self.run / "supervisor.lock"
+
+    @property
+    def supervisor_file(self) -> Path:
+        return self.run / "supervisor.json"
+
+    def slot_lock(self, slot: int) -> Path:
+        return self.run / f"slot-{slot}.lock"
+
+    def slot_file(self, slot: int) -> Path:
+        return self.run / f"slot-{slot}.json"
+
+    def incarnation_file(self, slot: int) -> Path:
+        return self.paxos / f"slot-{slot}.incarnation"
+
+    # -- Paxos files ----------------------------------------------------------------------
+
+    def acceptor_file(self, slot: int) -> Path:
+        return self.paxos / f"slot-{slot}.acceptor"
+
+    def proposer_file(self, slot: int) -> Path:
+        return self.paxos / f"slot-{slot}.proposer"
+
+    def paxos_marker(self, slot: int) -> Path:
+        return self.paxos / f"slot-{slot}.initialized"
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def bus(self, name: int | str) -> Path:
+        """The PUB socket of runner slot `name` (or of the supervisor: SUPERVISOR)."""
+        return self.run / f"bus-{name}.sock"
+
+    def peer(self, slot: int) -> Path:
+        return self.run / f"peer-{slot}.sock"
+
+    def sockets(self, slots: Iterable[int]) -> list[Path]:
+        """Every socket path of a cluster of `slots`."""
+        return [self.bus(SUPERVISOR)] + [p for s in slots for p in (self.bus(s), self.peer(s))]
+
+    # -- a job's files --------------------------------------------------------------------
+
+    def job_folder(self, job_id: str) -> Path:
+        return self.jobs / job_id
+
+    def job_lock(self, job_id: str) -> Path:
+        return self.locks / f"{job_id}.lock"
+
+    def job_log(self, job_id: str) -> Path:
+        return self.job_folder(job_id) / "job.log"
+
+    def active_marker(self, job_id: str) -> Path:
+        return self.active_index / job_id
+
+
+# File names inside a job's folder (see the table above).
+RECORD = "record"
+RECORD_PREV = "record.prev"
+PROGRESS = "progress"
+CHECKPOINT_PREFIX = "ckpt."
