@@ -56,8 +56,12 @@ class LockTimeoutError(StoreError):
     """A file lock was not acquired within its timeout (its holder may be paused)."""
 
 
-class DurabilityError(StoreError):
-    """fsync failed: the data may be lost. The process must crash-stop, never retry."""
+class DurabilityError(HarunnerError):
+    """fsync failed: the data may be lost. The process must crash-stop, never retry.
+
+    A sibling of `StoreError`, not a child: code that handles a store error
+    (and retries, or moves on) must never swallow this one by accident.
+    """
 
 
 class DiskFullError(StoreError):

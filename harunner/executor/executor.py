@@ -34,7 +34,6 @@ from pathlib import Path
 
 from harunner.api import retry_at
 from harunner.errors import (
-    DurabilityError,
     FencedError,
     HarunnerError,
     StaleTransitionError,
@@ -232,8 +231,6 @@ class Executor:
                                retry_at=retry_at(record, self._clock()))
         except (FencedError, StaleTransitionError):
             return WorkerExit(job_id, generation, code, "fenced")
-        except DurabilityError:
-            raise
         except StoreError as problem:
             self._unrecorded[job_id] = (w, code, outcome, error)
             log.warning("could not record the end of job %s (%s); will retry", job_id, problem)

@@ -19,7 +19,6 @@ import time
 from typing import TYPE_CHECKING
 
 from harunner.errors import (
-    DurabilityError,
     HarunnerError,
     LockTimeoutError,
     StoreError,
@@ -103,8 +102,6 @@ class OwnershipDuties:
             record = self.store.take_over(job_id, generation, self.me)
         except LockTimeoutError:
             return
-        except DurabilityError:
-            raise
         except StoreError as error:
             log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
             self.awaiting.pop(job_id, None)
@@ -225,7 +222,5 @@ class OwnershipDuties:
         if record.state is JobState.PENDING and (lowest == self.slot or waited):
             try:
                 self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
-            except DurabilityError:
-                raise
             except StoreError as error:
                 log.info("scheduler duty not claimed: %s", error)

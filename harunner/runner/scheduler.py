@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from harunner.errors import DurabilityError, LockTimeoutError, StaleTransitionError, StoreError
+from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
 
 MAX_ASSIGN_PER_TICK = 16  # the rest waits for the next turn of the loop, so beats keep flowing
@@ -68,7 +68,5 @@ class Scheduler:
         except (StaleTransitionError, LockTimeoutError):
             self.poke()
             return None
-        except DurabilityError:
-            raise
         except StoreError:
             return None
