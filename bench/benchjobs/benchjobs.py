@@ -18,3 +18,9 @@ def spin(ctx: Context, delay: float = 0.005, acks: str = "") -> int:
         ctx.checkpoint({"i": i})
         os.write(fd, f"{ctx.generation} {time.time():.6f}\n".encode())
         time.sleep(delay)
+
+
+@job
+def noop(ctx: Context) -> int:
+    """Nothing: the cost of the job path itself."""
+    return 1
