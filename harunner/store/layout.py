@@ -14,6 +14,7 @@
     run/                          mode 0700: sockets, bind locks, slot and supervisor locks
     run/bus-<n>.sock, run/bus-supervisor.sock   each participant's PUB socket
     run/peer-<n>.sock             each runner's ROUTER socket (Paxos)
+    run/wake-<n>.sock             each runner's wake-up datagram socket
     run/slot-<n>.lock, .json      held by the live runner of slot n; its pid and incarnation
     run/supervisor.lock, .json    held by the live supervisor; its pid
     logs/                         runner-<n>.log, supervisor.log, events.jsonl
@@ -116,9 +117,13 @@ class Layout:
     def peer(self, slot: int) -> Path:
         return self.run / f"peer-{slot}.sock"
 
+    def wake(self, slot: int) -> Path:
+        return self.run / f"wake-{slot}.sock"
+
     def sockets(self, slots: Iterable[int]) -> list[Path]:
         """Every socket path of a cluster of `slots`."""
-        return [self.bus(SUPERVISOR)] + [p for s in slots for p in (self.bus(s), self.peer(s))]
+        return [self.bus(SUPERVISOR)] + [p for s in slots
+                                         for p in (self.bus(s), self.peer(s), self.wake(s))]
 
     # -- a job's files --------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""Wake-up datagrams: how a process outside the cluster nudges the runners at once.
+
+A client that has just stored a job durably sends one datagram to each
+runner's `run/wake-<slot>.sock` (a Unix datagram socket in the 0700 run/
+folder); the runner that receives it looks at the store's change feed now
+instead of at its next periodic look. A datagram carries nothing the runner
+trusts: any bytes mean only "look again", so a forged or flooding sender can
+at worst make a runner look more often, and each turn reads a bounded number
+of datagrams and counts them as one wake-up.
+
+Invariants: sending never blocks and never fails the caller (a runner that is
+down, a full queue or a missing socket are ignored: the periodic look is the
+safety net); the runner binds its socket only while it holds its slot lock,
+so removing a stale socket file can never steal a live runner's socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+
+MAX_DRAIN = 64  # datagrams read per turn; the rest wait (each is only "look again")
+DATAGRAM = b"w"
+
+
+class WakeSocket:
+    """The receiving end, bound by one runner for its whole life."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.setblocking(False)
+        self.socket.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def drain(self, limit: int = MAX_DRAIN) -> int:
+        """Read up to `limit` waiting datagrams without blocking; how many there were."""
+        count = 0
+        for _ in range(limit):
+            try:
+                self.socket.recv(16)
+            except (BlockingIOError, InterruptedError):
+                break
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self.socket.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def wake(paths: Iterable[Path]) -> int:
+    """Send one wake-up datagram to each path; how many were delivered (errors ignored)."""
+    delivered = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        for path in paths:
+            try:
+                sender.sendto(DATAGRAM, str(path))
+            except OSError:  # no runner there, a full queue, a stale socket file
+                continue
+            delivered += 1
+    return delivered
