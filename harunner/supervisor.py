@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import select
 import signal
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from harunner.config import Config
 from harunner.errors import ClusterError
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, Publisher, Subscriber, check_ipc_paths
+from harunner.pidfds import GONE, close, has_exited, open_pidfd, readable, send_signal
 from harunner.runner.runner import EXIT_SLOT_BUSY, configure_logging, runner_main
 from harunner.store import Store, meta
 from harunner.store.events import EventLog
@@ -153,11 +153,9 @@ class Supervisor:
     def _adopt_or_spawn(self, slot: Slot, now: float) -> None:
         info = meta.live_slot(self.layout, slot.number)
         if info is not None and info.get("pid"):
-            try:
-                slot.pidfd = os.pidfd_open(int(info["pid"]))
-            except ProcessLookupError:
-                slot.pidfd = None
-            if slot.pidfd is not None:
+            pidfd = open_pidfd(int(info["pid"]))
+            if pidfd != GONE:
+                slot.pidfd = pidfd
                 slot.pid, slot.process, slot.started = int(info["pid"]), None, now
                 slot.last_beat = None
                 log.info("adopted runner slot %d (pid %d)", slot.number, slot.pid)
@@ -168,20 +166,20 @@ class Supervisor:
         process.start()
         assert process.pid is not None
         slot.process, slot.pid, slot.started, slot.last_beat = process, process.pid, now, None
-        slot.pidfd = os.pidfd_open(process.pid)
+        slot.pidfd = open_pidfd(process.pid)  # GONE if it died at once: seen as an exit
         log.info("started runner slot %d (pid %s)", slot.number, process.pid)
         self.events.emit("spawned", slot=slot.number, pid=process.pid)
 
     def _wait(self, timeout: float) -> None:
         fds = [s.pidfd for s in self.slots if s.pidfd is not None]
         if fds:
-            select.select(fds, [], [], timeout)
+            readable(fds, timeout)
         else:
             time.sleep(timeout)
 
     def _check_exits(self, now: float) -> None:
         for slot in self.slots:
-            if slot.pidfd is not None and select.select([slot.pidfd], [], [], 0)[0]:
+            if slot.pidfd is not None and has_exited(slot.pidfd):
                 self._on_exit(slot, now)
 
     def _on_exit(self, slot: Slot, now: float) -> None:
@@ -195,7 +193,7 @@ class Supervisor:
             code = slot.process.exitcode if slot.process.exitcode is not None else -1
             slot.process.close()
         assert slot.pidfd is not None
-        os.close(slot.pidfd)
+        close(slot.pidfd)
         self.events.emit("runner_exit", slot=slot.number, pid=slot.pid, code=code)
         log.warning("runner slot %d (pid %s) exited with %s", slot.number, slot.pid, code)
         quick = now - slot.started < QUICK_CRASH and code != EXIT_SLOT_BUSY
@@ -222,24 +220,20 @@ class Supervisor:
         for slot in self.slots:
             if slot.pidfd is None:
                 continue
-            if not select.select([slot.pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if not has_exited(slot.pidfd, max(0.0, deadline - time.monotonic())):
                 _signal(slot, signal.SIGKILL)
-                select.select([slot.pidfd], [], [], 1.0)
+                has_exited(slot.pidfd, 1.0)
             if slot.process is not None:
                 slot.process.join(timeout=1.0)
-            os.close(slot.pidfd)
+            close(slot.pidfd)
             slot.pidfd = None
         self.events.emit("stopped")
 
 
 def _signal(slot: Slot, signum: int) -> None:
     """Signal a slot's runner through its pidfd, so a reused pid is never hit."""
-    if slot.pidfd is None:
-        return
-    try:
-        signal.pidfd_send_signal(slot.pidfd, signum)
-    except ProcessLookupError:
-        pass
+    if slot.pidfd is not None:
+        send_signal(slot.pidfd, signum)
 
 
 def supervise(config: Config) -> None:

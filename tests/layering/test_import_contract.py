@@ -30,6 +30,7 @@ RANKS = {
     "harunner.errors": 0,
     "harunner.failpoints": 0,
     "harunner.polling": 0,
+    "harunner.pidfds": 0,
 }
 PURE = {"harunner.paxos": {"harunner.paxos", "harunner.errors"}}
 
