@@ -84,7 +84,8 @@ class HarunnerRun:
         batch = getattr(self.store, "submit_many", None)
         if mode == "batch" and batch is not None:
             started = time.perf_counter()
-            batch([(JOB, {}) for _ in range(n)])
+            from harunner.store.transitions import Submission
+            batch([Submission(JOB, {}) for _ in range(n)])
             return [(time.perf_counter() - started) * 1000]
         latencies = []
         for _ in range(n):
