@@ -132,7 +132,8 @@ def set_submitter(submitter: Callable[..., Any]) -> None:
 def _submit(function: Callable[..., Any], /, **args: Any) -> Any:
     """`fn.submit(**args)`: submit through the client of the config found from the cwd."""
     if not _submitter:
-        raise JobDefinitionError("fn.submit needs the client: import harunner first")
+        raise JobDefinitionError("fn.submit needs the client: import harunner.api.client "
+                                 "(`from harunner import job` does)")
     return _submitter[0](function, **args)
 
 

@@ -46,7 +46,8 @@ def run(config: Config, say: Callable[[str], None]) -> int:
         say(line)
     with signals_seen() as seen:
         supervise(config)
-    return exit_codes.INTERRUPTED if signal.SIGINT in seen() else exit_codes.OK
+        interrupted = signal.SIGINT in seen()
+    return exit_codes.INTERRUPTED if interrupted else exit_codes.OK
 
 
 @contextmanager
