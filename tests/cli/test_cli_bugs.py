@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from harunner import config as config_module
 from harunner.cli.app import app
-from harunner.cli.start import plan
 from harunner.store import JobState, Owner, Store
 from harunner.store.layout import Layout
 
@@ -89,10 +88,10 @@ def test_argument_not_fitting_its_annotation_is_refused_and_nothing_stored(cli_p
 
 
 def test_text_parameter_keeps_what_was_written(cli_project):
-    result = run("submit", "clijobs.count", "--arg", "note=007")
+    result = run("submit", "clijobs.count", "--arg", "note=123")
     assert result.exit_code == 0, result.output
     job = Store(cli_project / "state").get(result.stdout.strip())
-    assert job.args == {"note": "007"}
+    assert job.args == {"note": "123"}
 
 
 def test_submit_wait_with_no_runner_says_so_and_times_out_with_4(cli_project):
@@ -126,6 +125,8 @@ def test_start_refuses_a_state_dir_in_use_before_saying_it_starts(cli_project):
 
 
 def test_start_says_1_runner_slot_and_warns_that_there_is_no_standby(cli_project):
+    from harunner.cli.start import plan
+
     lines = plan(config_module.load(None, {"slots": 1}))
     assert lines[0].startswith("starting 1 runner slot on ")
     assert "no standby" in lines[1]

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration.conftest import Cluster, alive, poll
+from integration.conftest import Cluster, alive, descendants, poll
 
 from harunner import config as config_module
 from harunner.store import JobState
@@ -105,12 +105,15 @@ def test_logs_follow_ends_when_the_job_does(make_cluster):
 
 def test_stop_after_the_supervisor_was_killed_waits_for_the_runners(make_cluster):
     cluster = cli_cluster(make_cluster)
+    jobs = [ok(harunner(cluster, "submit", "itjobs.sleeper")).strip() for _ in range(3)]
+    poll(lambda: all(cluster.store.read_checkpoint(job) for job in jobs), 30, "jobs to run")
     runners = cluster.runner_pids()
     assert cluster.supervisor is not None
     cluster.supervisor.kill()
     cluster.supervisor.wait()
     assert "stopped" in ok(harunner(cluster, "stop"))
     assert [pid for pid in runners.values() if alive(pid)] == []
+    assert [pid for pid in descendants(os.getpid()) if alive(pid)] == []
 
 
 def test_ctrl_c_of_start_exits_130(make_cluster):
