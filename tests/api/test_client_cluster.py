@@ -10,30 +10,22 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "cli"))
 
-from integration.conftest import make_cluster, poll, subreaper  # noqa: E402, F401
+from cli_clusters import cli_cluster  # noqa: E402, F401
+from integration.conftest import poll  # noqa: E402
 
 from harunner import Cancelled, Client, JobFailed  # noqa: E402
-from harunner import config as config_module  # noqa: E402
 from harunner.store import JobState  # noqa: E402
 
-CLIJOBS = TESTS / "cli" / "clijobs"
 REPO = TESTS.parent
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(make_cluster) -> Client:  # noqa: F811 - the fixture imported above
-    cluster = make_cluster()
-    lines = [f'jobs = ["{CLIJOBS}"]' if line.startswith("jobs") else line
-             for line in cluster.config_path.read_text().splitlines()]
-    cluster.config_path.write_text("\n".join(lines) + "\n")
-    cluster.config = config_module.load(str(cluster.config_path), env={})
-    cluster.start()
-    return Client(config=cluster.config_path)
+def client(cli_cluster) -> Client:  # noqa: F811 - the fixture imported above
+    return Client(config=cli_cluster().config_path)
 
 
 def test_submit_and_result(client):

@@ -1,4 +1,4 @@
-"""Fixtures of the CLI tests: a project folder, and the real clusters of tests/integration."""
+"""Fixtures of the CLI tests: a project folder, and real clusters (tests/cli/cli_clusters.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,10 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 import pytest
-
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from integration.conftest import make_cluster, subreaper  # noqa: E402, F401
-
-CLIJOBS = Path(__file__).parent / "clijobs"
-ITJOBS = TESTS / "integration" / "itjobs"
+from cli_clusters import CLIJOBS, ITJOBS, cli_cluster  # noqa: F401
 
 
 @pytest.fixture

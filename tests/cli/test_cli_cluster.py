@@ -7,30 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from integration.conftest import Cluster, alive, descendants, poll
 
-from harunner import config as config_module
 from harunner.store import JobState
 
-CLIJOBS = Path(__file__).parent / "clijobs"
-ITJOBS = Path(__file__).parents[1] / "integration" / "itjobs"
-
 pytestmark = pytest.mark.integration
-
-
-def cli_cluster(make_cluster, **options) -> Cluster:
-    """A cluster serving the CLI test jobs (started)."""
-    cluster = make_cluster(**options)
-    text = cluster.config_path.read_text().splitlines()
-    text = [f'jobs = ["{CLIJOBS}", "{ITJOBS}"]' if line.startswith("jobs") else line
-            for line in text]
-    cluster.config_path.write_text("\n".join(text) + "\n")
-    cluster.config = config_module.load(str(cluster.config_path), env={})
-    cluster.start()
-    return cluster
 
 
 def harunner(cluster: Cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -46,8 +29,8 @@ def ok(result: subprocess.CompletedProcess, code: int = 0) -> str:
     return result.stdout
 
 
-def test_every_verb_and_exit_code(make_cluster):
-    cluster = cli_cluster(make_cluster)
+def test_every_verb_and_exit_code(cli_cluster):
+    cluster = cli_cluster()
     out = ok(harunner(cluster, "submit", "clijobs.count", "--arg", "to=20", "--wait"))
     job, result = out.splitlines()
     assert json.loads(result) == {"count": 20, "note": ""}
@@ -96,15 +79,15 @@ def test_every_verb_and_exit_code(make_cluster):
     ok(harunner(cluster, "stop"), 5)
 
 
-def test_logs_follow_ends_when_the_job_does(make_cluster):
-    cluster = cli_cluster(make_cluster)
+def test_logs_follow_ends_when_the_job_does(cli_cluster):
+    cluster = cli_cluster()
     job = ok(harunner(cluster, "submit", "clijobs.count", "--arg", "to=40")).strip()
     assert "counted to 40" in ok(harunner(cluster, "logs", job, "--follow"))
     assert cluster.record(job).state is JobState.SUCCEEDED
 
 
-def test_stop_after_the_supervisor_was_killed_waits_for_the_runners(make_cluster):
-    cluster = cli_cluster(make_cluster)
+def test_stop_after_the_supervisor_was_killed_waits_for_the_runners(cli_cluster):
+    cluster = cli_cluster()
     jobs = [ok(harunner(cluster, "submit", "itjobs.sleeper")).strip() for _ in range(3)]
     poll(lambda: all(cluster.store.read_checkpoint(job) for job in jobs), 30, "jobs to run")
     runners = cluster.runner_pids()
@@ -116,15 +99,15 @@ def test_stop_after_the_supervisor_was_killed_waits_for_the_runners(make_cluster
     assert [pid for pid in descendants(os.getpid()) if alive(pid)] == []
 
 
-def test_ctrl_c_of_start_exits_130(make_cluster):
-    cluster = cli_cluster(make_cluster)
+def test_ctrl_c_of_start_exits_130(cli_cluster):
+    cluster = cli_cluster()
     assert cluster.supervisor is not None
     cluster.supervisor.send_signal(signal.SIGINT)
     assert cluster.supervisor.wait(timeout=30) == 130
 
 
-def test_status_marks_a_job_whose_owner_is_gone_as_interrupted(make_cluster):
-    cluster = cli_cluster(make_cluster)
+def test_status_marks_a_job_whose_owner_is_gone_as_interrupted(cli_cluster):
+    cluster = cli_cluster()
     job = ok(harunner(cluster, "submit", "itjobs.sleeper")).strip()
     poll(lambda: cluster.checkpoint_i(job) == 0 and cluster.store.read_checkpoint(job), 30,
          "the sleeper to start")
