@@ -12,7 +12,10 @@ jobs relative to the working directory).
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +29,9 @@ ENV_PREFIX = "HARUNNER_"
 DEFAULT_FILES = ("harunner.toml", "config/harunner.toml")
 START_METHODS = ("spawn", "forkserver")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
+
+log = logging.getLogger("harunner.config")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Config:
     stop_timeout_ms: int = 5000
     start_method: str = "forkserver"
     log_level: str = "info"
+    retention: str = ""
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -83,6 +90,9 @@ class Config:
                  f"is {self.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
         _require(bool(self.jobs), origin, "jobs", "is empty; list at least one module or folder")
         _require(bool(self.state_dir), origin, "state_dir", "is empty; give a directory")
+        _require(not self.retention or RETENTION.match(self.retention) is not None, origin,
+                 "retention", f"is {self.retention!r}; a duration like '30d', '12h' or '90m', "
+                 "or \"\" to keep finished jobs forever")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
@@ -159,16 +169,26 @@ NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SEED", "HA
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The `HARUNNER_<KEY>` variables; a misspelt one is refused rather than ignored."""
+    """The `HARUNNER_<KEY>` variables.
+
+    One that is not an option but close to one (HARUNNER_SLOT) is refused as a
+    misspelling; any other (a user's own HARUNNER_BIN) is ignored with a warning.
+    """
     found = {}
     for name, value in env.items():
         if name.startswith(ENV_PREFIX) and name not in NOT_OPTIONS:
             key = name[len(ENV_PREFIX):].lower()
-            if key not in FIELDS:
+            if key in FIELDS:
+                found[key] = value
+                continue
+            close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.8)
+            if close:
                 allowed = ", ".join(ENV_PREFIX + k.upper() for k in sorted(FIELDS))
-                raise ConfigError(f"environment: {name} is not a harunner option; allowed: "
-                                  f"{allowed} (and {', '.join(sorted(NOT_OPTIONS))})")
-            found[key] = value
+                raise ConfigError(f"environment: {name} is not a harunner option (did you mean "
+                                  f"{ENV_PREFIX}{close[0].upper()}?); allowed: {allowed} (and "
+                                  f"{', '.join(sorted(NOT_OPTIONS))})")
+            log.warning("harunner: ignoring the environment variable %s: it is not a harunner "
+                        "option", name)
     return found
 
 

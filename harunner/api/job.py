@@ -2,8 +2,9 @@
 
 Responsibilities:
 - `job` turns a plain function into a job: it attaches a frozen `JobSpec`
-  (`fn.job_spec`) and registers it under its module, and returns the function
-  unchanged, so it stays callable as a plain function (handy in tests).
+  (`fn.job_spec`) and `fn.submit(**args)` (see `harunner.api.client`), registers
+  it under its module, and returns the function otherwise unchanged, so it
+  stays callable as a plain function (handy in tests).
 - `check_arguments` and `parse_cli_arguments` check a submission's arguments
   against the job's signature and JSON; `retry_delay` is the back-off policy.
 
@@ -16,6 +17,7 @@ every argument, checkpoint state and result is JSON (it survives
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -39,6 +41,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 
 # module name -> job name -> spec; filled by `job` when a job module is imported.
 _registry: dict[str, dict[str, JobSpec]] = {}
+# what `fn.submit` calls: set by harunner.api.client (the client depends on this module).
+_submitter: list[Callable[..., Any]] = []
 
 
 @dataclass(frozen=True)
@@ -114,9 +118,23 @@ def job(fn: Callable[..., Any] | None = None, *, name: str | None = None, retrie
         spec = _make_spec(function, name, retries, backoff, timeout)
         _register(spec)
         function.job_spec = spec  # type: ignore[attr-defined]
+        function.submit = functools.partial(_submit, function)  # type: ignore[attr-defined]
         return function
 
     return decorate(fn) if fn is not None else decorate
+
+
+def set_submitter(submitter: Callable[..., Any]) -> None:
+    """Install what `fn.submit` calls; `harunner.api.client` does it (it imports this module)."""
+    _submitter[:] = [submitter]
+
+
+def _submit(function: Callable[..., Any], /, **args: Any) -> Any:
+    """`fn.submit(**args)`: submit through the client of the config found from the cwd."""
+    if not _submitter:
+        raise JobDefinitionError("fn.submit needs the client: import harunner.api.client "
+                                 "(`from harunner import job` does)")
+    return _submitter[0](function, **args)
 
 
 def spec_of(function: Any) -> JobSpec | None:

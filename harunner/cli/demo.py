@@ -22,7 +22,7 @@ from harunner import config
 from harunner.api import client
 from harunner.cli.status import listen
 from harunner.polling import wait_until as poll
-from harunner.store import JobState, Store, meta
+from harunner.store import JobRecord, JobState, Store, meta
 from harunner.store.events import read_events
 
 JOB = "harunner.cli.demo_jobs.count"
@@ -84,8 +84,12 @@ def _show(cfg: config.Config, supervisor: subprocess.Popen[bytes]) -> int:
         return checkpoint if checkpoint and checkpoint.generation > before.generation else None
 
     poll(resumed, 30, "the job to resume")
-    final = poll(lambda: (r := store.get(record.job_id)).state.finished and r, 60,
-                 "the job to finish", 0.05)
+    def finished() -> JobRecord | None:
+        found = store.get(record.job_id)
+        return found if found.state.finished else None
+
+    final = poll(finished, 60, "the job to finish", 0.05)
+    assert final is not None
     _timeline(cfg, killed_at, final.result["resumes"][-1], record.job_id)
     say(f"job {final.state.value}: result {final.result}")
     ok = final.state is JobState.SUCCEEDED and final.result["count"] == 150

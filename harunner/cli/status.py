@@ -1,8 +1,16 @@
-"""What `harunner status` shows: runners (from the bus) and jobs (from the store)."""
+"""What `harunner status` shows: runners (from the bus) and jobs (from the store).
+
+A RUNNING job whose owner (slot and incarnation) holds no live slot lock is
+marked: "interrupted, resumes at next start" when no runner is up at all, or
+"owner gone, being taken over" while others are. `watch` refreshes every
+second, with a progress bar per running job, or prints JSON Lines.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +20,7 @@ from harunner.config import Config
 from harunner.errors import ClusterError, StoreError
 from harunner.net import bus
 from harunner.net.sockets import Subscriber
-from harunner.store import SCHEDULER_JOB, JobRecord, Store, meta
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Progress, Store, meta
 from harunner.store.layout import SUPERVISOR, Layout
 
 
@@ -60,7 +68,29 @@ def listen(config: Config, window: float) -> tuple[list[RunnerView], int | None]
     return runners, supervisor
 
 
-def job_view(store: Store, record: JobRecord) -> dict[str, Any]:
+INTERRUPTED = "interrupted, resumes at next start"
+TAKING_OVER = "owner gone, being taken over"
+
+
+def live_incarnations(config: Config) -> dict[int, Any]:
+    """slot -> incarnation of its live runner (from the slot locks, no socket)."""
+    layout = Layout(config.state_path)
+    return {slot: info.get("incarnation") for slot in range(config.slots)
+            if (info := meta.live_slot(layout, slot))}
+
+
+def job_note(record: JobRecord, live: dict[int, Any]) -> str | None:
+    """Why a running job is not running now, or None."""
+    owner = record.owner
+    if record.state is not JobState.RUNNING or owner is None:
+        return None
+    if live.get(owner.slot) == owner.incarnation:
+        return None
+    return TAKING_OVER if live else INTERRUPTED
+
+
+def job_view(store: Store, record: JobRecord, live: dict[int, Any] | None = None
+             ) -> dict[str, Any]:
     progress = store.read_progress(record.job_id)
     return {
         "id": record.job_id,
@@ -74,6 +104,7 @@ def job_view(store: Store, record: JobRecord) -> dict[str, Any]:
         {"done": progress.done, "total": progress.total, "message": progress.message},
         "result": record.result,
         "error": record.error,
+        "note": job_note(record, live or {}),
     }
 
 
@@ -81,7 +112,8 @@ def gather(config: Config, window: float = 0.25) -> dict[str, Any]:
     """The whole status as plain data (what `--json` prints)."""
     runners, supervisor = listen(config, window)
     store = Store.from_config(config)
-    jobs = [job_view(store, r) for r in store.list_jobs() if r.job_id != SCHEDULER_JOB]
+    live = live_incarnations(config)
+    jobs = [job_view(store, r, live) for r in store.list_jobs() if r.job_id != SCHEDULER_JOB]
     return {
         "state_dir": str(config.state_path),
         "supervisor": supervisor,
@@ -100,12 +132,13 @@ def render(status: dict[str, Any]) -> str:
                      f"{r['owned']:<5} {r['beat_age_ms']:.0f} ms ago")
     if not status["runners"]:
         lines.append("(no runner heard)")
-    lines += ["", "JOB                    NAME                     STATE      OWNER  GEN  "
-              "TRIES  PROGRESS"]
+    width = max([4] + [len(j["name"]) for j in status["jobs"]])
+    lines += ["", f"{'JOB':<22} {'NAME':<{width}} STATE      OWNER  GEN  TRIES  PROGRESS"]
     for j in status["jobs"]:
         owner = "-" if j["owner"] is None else f"{j['owner']['slot']}/{j['owner']['incarnation']}"
-        lines.append(f"{j['id']:<22} {j['name'][:24]:<24} {j['state']:<10} {owner:<6} "
-                     f"{j['generation']:<4} {j['attempts']:<6} {_progress(j['progress'])}")
+        note = f"  ({j['note']})" if j.get("note") else ""
+        lines.append(f"{j['id']:<22} {j['name']:<{width}} {j['state']:<10} {owner:<6} "
+                     f"{j['generation']:<4} {j['attempts']:<6} {_progress(j['progress'])}{note}")
     if not status["jobs"]:
         lines.append("(no jobs)")
     return "\n".join(lines)
@@ -117,3 +150,40 @@ def _progress(progress: dict[str, Any] | None) -> str:
     done, total = progress["done"], progress["total"]
     text = f"{done:g}/{total:g}" if total else f"{done:g}"
     return f"{text} {progress['message'] or ''}".strip()
+
+
+def watch(config: Config, as_json: bool, echo: Callable[[str], None],
+          interval: float = 1.0, turns: int | None = None) -> None:
+    """Refresh the status every `interval` s (JSON Lines with `as_json`), `turns` times."""
+    if as_json:
+        for _ in _turns(turns, interval):
+            echo(json.dumps(gather(config), separators=(",", ":")))
+        return
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from harunner.cli.bars import Bars, make_progress
+
+    console = Console()
+    progress = make_progress(console)
+    bars = Bars(progress)
+    with Live(console=console, auto_refresh=False) as live:
+        for _ in _turns(turns, interval):
+            found = gather(config)
+            running = [j for j in found["jobs"] if j["state"] == "running"]
+            for j in running:
+                shown = j["progress"]
+                bars.show(j["id"], f"{j['id']} {j['name']}", j["note"] or j["state"],
+                          None if shown is None else Progress(**shown))
+            bars.keep_only({j["id"] for j in running})
+            live.update(Group(Text(render(found)), progress), refresh=True)
+
+
+def _turns(turns: int | None, interval: float) -> Any:
+    count = 0
+    while turns is None or count < turns:
+        if count:
+            time.sleep(interval)
+        yield count
+        count += 1

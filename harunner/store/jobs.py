@@ -16,7 +16,9 @@ PENDING@g to RUNNING@g+1 (attempts + 1). `take_over` raises a RUNNING job to a
 higher generation and owner (attempts unchanged: the new owner resumes the
 same attempt from its checkpoint). `finish` with a retry sets PENDING again at
 the same generation; the next `assign` raises it. `cancel` sets CANCELLED at
-generation + 1, which fences the owner still running.
+generation + 1, which fences the owner still running. `retry` sets a FAILED or
+CANCELLED job PENDING again at generation + 1 with its attempts reset.
+`prune` deletes finished jobs (record, checkpoints, log, lock) under their lock.
 
 The index: `list_jobs` of unfinished states reads only the jobs marked in
 index/active, so the runners' frequent scans cost O(unfinished jobs), not
@@ -39,6 +41,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,9 +60,17 @@ from harunner.errors import (
 )
 from harunner.failpoints import failpoint
 from harunner.store import job_files
-from harunner.store.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
+from harunner.store.durable import (
+    KIND_CHECKPOINT,
+    KIND_PROGRESS,
+    WRITE_FAILPOINTS,
+    fsync_dir,
+    write_atomic,
+)
 from harunner.store.layout import PROGRESS, Layout
 from harunner.store.model import (
+    HISTORY_LIMIT,
+    SCHEDULER_JOB,
     Checkpoint,
     JobRecord,
     JobState,
@@ -84,6 +95,8 @@ CHECKPOINT_FAILPOINTS = ("store.checkpoint.before_write", *WRITE_FAILPOINTS,
 RECORD_FAILPOINTS = ("store.record.before_write", "store.record.after_keep_previous",
                      *WRITE_FAILPOINTS)
 FAILPOINTS = tuple(dict.fromkeys(CHECKPOINT_FAILPOINTS + RECORD_FAILPOINTS))
+PRUNED_PREFIX = ".pruned-"
+
 
 class Store:
     """One state directory. All methods are safe across processes and threads.
@@ -124,8 +137,14 @@ class Store:
             raise UnknownJobError(f"no job with id {job_id}; `harunner status` lists jobs")
         return found[0]
 
-    def list_jobs(self, states: set[JobState] | None = None) -> list[JobRecord]:
-        """Records, oldest first, optionally only those in `states`; unreadable ones are skipped."""
+    def list_jobs(self, states: set[JobState] | None = None, *, name: str | None = None,
+                  limit: int | None = None, newest_first: bool = False,
+                  before: float | None = None) -> list[JobRecord]:
+        """Records, oldest first (or newest first), filtered; unreadable ones are skipped.
+
+        `states` and `name` (exact) filter; `before` keeps jobs created before
+        that wall-clock time (a page's bound); at most `limit` are returned.
+        """
         if states is not None and not any(state.finished for state in states):
             names = job_files.active_ids(self.root)
         else:
@@ -134,15 +153,16 @@ class Store:
             except FileNotFoundError:
                 return []
         records = []
-        for name in names:
+        for entry in names:
             try:
-                found = self._read_record(name) if job_files.valid_job_id(name) else None
+                found = self._read_record(entry) if job_files.valid_job_id(entry) else None
             except (StoreError, OSError) as error:
-                log.warning("skipping job %s: %s", name, error)
+                log.warning("skipping job %s: %s", entry, error)
                 continue
-            if found is not None and (states is None or found[0].state in states):
+            if found is not None and _matches(found[0], states, name, before):
                 records.append(found[0])
-        return sorted(records, key=lambda record: (record.created_at, record.job_id))
+        records.sort(key=lambda record: (record.created_at, record.job_id), reverse=newest_first)
+        return records if limit is None else records[:max(limit, 0)]
 
     def read_checkpoint(self, job_id: str) -> Checkpoint | None:
         """The newest valid checkpoint, skipping (and reporting) a corrupt newest one."""
@@ -295,6 +315,68 @@ class Store:
                            generation=record.generation + 1)
         return self._update(job_id, change)
 
+    def retry(self, job_id: str) -> JobRecord:
+        """A FAILED or CANCELLED job back to PENDING at generation + 1, attempts reset; fenced.
+
+        The error stays until the next attempt ends; the history is kept. The
+        active marker is created before the record that makes the job unfinished.
+        """
+        self._existing_folder(job_id)
+        with self.job_lock(job_id):
+            record, from_newest = self._locked_record(job_id)
+            if record.state not in (JobState.FAILED, JobState.CANCELLED):
+                raise StaleTransitionError(
+                    f"job {job_id} is {record.state.value}; only a failed or cancelled job "
+                    "can be retried")
+            now = self.clock()
+            generation = record.generation + 1
+            # FAILED/CANCELLED -> PENDING is the one edge outside TRANSITIONS: a user's retry.
+            new = dataclasses.replace(
+                record, state=JobState.PENDING, generation=generation, owner=None, attempts=0,
+                not_before=0.0, result=None, updated_at=now,
+                history=(*record.history, f"{stamp(now)} pending@{generation} retried"
+                         )[-HISTORY_LIMIT:])
+            job_files.mark_active(self.root, job_id)
+            job_files.write_record(self._folder(job_id), to_json(record_to_dict(new)).encode(),
+                                   from_newest)
+            return new
+
+    def prune(self, older_than_wall: float) -> int:
+        """Delete finished jobs last updated before `older_than_wall`, with all their files.
+
+        Each job folder is renamed out of the way under the job's lock (one atomic
+        step), then removed; a crash in between leaves a `.pruned-*` folder that
+        the next prune removes. Returns how many jobs were deleted.
+        """
+        try:
+            entries = os.listdir(self.layout.jobs)
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.startswith(PRUNED_PREFIX):
+                shutil.rmtree(self.layout.jobs / entry, ignore_errors=True)
+        return sum(self._prune_one(entry, older_than_wall) for entry in entries
+                   if job_files.valid_job_id(entry) and entry != SCHEDULER_JOB)
+
+    def _prune_one(self, job_id: str, older_than_wall: float) -> bool:
+        try:
+            with self.job_lock(job_id):
+                found = self._read_record(job_id)
+                if found is None or not found[0].state.finished \
+                        or found[0].updated_at >= older_than_wall:
+                    return False
+                trash = self.layout.jobs / f"{PRUNED_PREFIX}{job_id}.{os.urandom(4).hex()}"
+                os.replace(self._folder(job_id), trash)
+                fsync_dir(self.layout.jobs)
+                job_files.unmark_active(self.root, job_id)
+                job_files.remove_entry(self.layout.job_lock(job_id))
+        except (StoreError, OSError) as error:
+            log.warning("not pruning job %s: %s", job_id, error)
+            return False
+        self._locks.pop(self.layout.job_lock(job_id), None)
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
     def rebuild_index(self) -> int:
         """Make index/active match the records; returns how many markers it changed."""
         self.init()
@@ -387,3 +469,10 @@ class Store:
             raise UnknownJobError(f"no job with id {job_id!r}; job ids are letters, digits, "
                                   "'-' and '_'; `harunner status` lists jobs")
         return job_id
+
+
+def _matches(record: JobRecord, states: set[JobState] | None, name: str | None,
+             before: float | None) -> bool:
+    return ((states is None or record.state in states)
+            and (name is None or record.name == name)
+            and (before is None or record.created_at < before))

@@ -101,7 +101,7 @@ def test_status_and_stop_without_a_cluster(project):
     status = run("status")
     assert status.exit_code == 0 and "no runner heard" in status.stdout
     stop = run("stop")
-    assert stop.exit_code == 0 and "no cluster is running" in stop.stdout
+    assert stop.exit_code == 5 and "no cluster is running" in stop.stderr
 
 
 def test_status_json_lists_jobs(project):
