@@ -5,9 +5,8 @@ generations or job states (that is `harunner.store`). Payloads are checked by
 a `check` function the caller passes in, which raises `CorruptFileError`.
 
 Invariants:
-- `record` is replaced only through `write_atomic`; before it is replaced, the
-  good version it holds is hard-linked to `record.prev`, so a torn or mangled
-  `record` falls back to the version before it.
+- `record` (harunner 0.1.0's job record, now only read once to import it)
+  falls back to `record.prev` when torn or mangled.
 - Checkpoint files are `ckpt.<seq>` with a zero-padded seq; a new seq is
   higher than every `ckpt.*` name present, valid or not, so an acknowledged
   sequence never goes backwards and a corrupt newest file is never revived.
@@ -32,15 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from harunner.errors import CorruptFileError, DiskFullError, StoreError
-from harunner.failpoints import failpoint
-from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read, write_atomic
+from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read
 from harunner.store.layout import (
     CHECKPOINT_PREFIX,
     JOB_FOLDERS,
     PRIVATE_FOLDERS,
     RECORD,
     RECORD_PREV,
-    Layout,
 )
 
 log = logging.getLogger("harunner.store")
@@ -64,6 +61,11 @@ def new_job_id(now: float, token: bytes) -> str:
         millis, digit = divmod(millis, 36)
         digits = BASE36[digit] + digits
     return f"{digits}-{token[:2].hex()}"
+
+
+def new_batch_id(now: float, token: bytes, index: int) -> str:
+    """The id of item `index` of a batch: like `new_job_id`, then the index, so a batch sorts."""
+    return f"{new_job_id(now, token)}{index:05x}"
 
 
 def valid_job_id(job_id: str) -> bool:
@@ -97,26 +99,6 @@ def read_record(folder: Path, check: Check, report: Report) -> tuple[Any, bool] 
         raise CorruptFileError(f"{folder}: no readable record ({'; '.join(problems)}); "
                                "restore it from a backup or remove the job folder")
     return None
-
-
-def write_record(folder: Path, payload: bytes, keep_current: bool) -> None:
-    """Replace `record` durably; first keep the current one as `record.prev` if it is good."""
-    failpoint("store.record.before_write")
-    if keep_current:
-        _link_previous(folder / RECORD, folder / RECORD_PREV)
-    failpoint("store.record.after_keep_previous")
-    write_atomic(folder / RECORD, KIND_RECORD, payload)
-
-
-def _link_previous(current: Path, previous: Path) -> None:
-    temp = previous.with_name(f".{previous.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        os.link(current, temp)
-        os.replace(temp, previous)
-    except OSError as error:
-        remove_entry(temp)
-        raise StoreError(f"cannot keep the previous version of {current} as {previous} "
-                         f"({error.strerror}); the file system must support hard links") from None
 
 
 def checkpoint_path(folder: Path, seq: int) -> Path:
@@ -195,28 +177,6 @@ def remove_entry(path: Path) -> None:
 def _report(report: Report, error: CorruptFileError, path: Path) -> str:
     report(path, error)
     return str(error)
-
-
-def mark_active(root: Path, job_id: str) -> None:
-    """Add `job_id` to the index of unfinished jobs (an empty marker file)."""
-    fd = os.open(Layout(root).active_marker(job_id), os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
-
-
-def unmark_active(root: Path, job_id: str) -> None:
-    """Drop `job_id` from the index of unfinished jobs."""
-    try:
-        os.unlink(Layout(root).active_marker(job_id))
-    except FileNotFoundError:
-        pass
-
-
-def active_ids(root: Path) -> list[str]:
-    """The job ids in the index of unfinished jobs."""
-    try:
-        return os.listdir(Layout(root).active_index)
-    except FileNotFoundError:
-        return []
 
 
 def make_layout(root: Path) -> None:
