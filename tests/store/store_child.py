@@ -14,10 +14,11 @@
     store_child.py batches ROOT SIZE COUNT
         COUNT times: submit_many SIZE jobs {"batch": i}, assign_many them, finish_many them,
         printing "ack submit|assign|finish <i>" after each batch call returns
-    store_child.py race ROOT SECONDS SEED JOB...
+    store_child.py race ROOT SECONDS SEED MUTANT JOB...
         race other processes on the same jobs with assign_many / take_over_many /
         finish_many / cancel / retry at random generations, printing one line per applied
-        change: "<op> <job> <generation> <slot> <incarnation>" (the record returned)
+        change: "<op> <job> <generation> <slot> <incarnation> <state> <start> <end>" (the
+        record returned, monotonic times of the call); MUTANT "-" is the real store
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harunner.errors import FencedError, StaleTransitionError, StoreError
-from harunner.store import Assignment, JobState, Outcome, Owner, Store, Submission, TakeOver
+from harunner.store import Assignment, Outcome, Owner, Store, Submission, TakeOver
 from harunner.store.model import check_writer, state_json
 
 
@@ -53,8 +54,31 @@ class NoLockStore(Store):
         yield
 
 
+class UnfencedStore(Store):
+    """Deliberately broken: computes each change from a read outside the write transaction
+    and writes it without comparing generation and state (no compare-and-set)."""
+
+    def _transition(self, items: Any, change: Any) -> Any:
+        now, planned, refused = self.clock(), [], []
+        for item in items:
+            try:
+                old = self.get(item if isinstance(item, str) else item.job_id)
+                planned.append((old, change(old, item, now)))
+            except StoreError as error:
+                refused.append((item, error))
+        time.sleep(0.001)
+        with self._db.write() as writer:
+            for _, new in planned:
+                owner = new.owner or Owner(None, None)  # type: ignore[arg-type]
+                writer.execute("UPDATE jobs SET generation=?, state=?, owner_slot=?, "
+                               "owner_incarnation=?, seq=? WHERE job_id=?",
+                               (new.generation, new.state.value, owner.slot, owner.incarnation,
+                                writer.next_seq(), new.job_id))
+        return [new for _, new in planned], refused
+
+
 MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
-                                   "no_lock": NoLockStore}
+                                   "no_lock": NoLockStore, "unfenced": UnfencedStore}
 
 
 def sweep(root: str, job: str, generation: str, count: str) -> None:
@@ -124,8 +148,8 @@ def batches(root: str, size: str, count: str) -> None:
         print(f"ack finish {batch}", flush=True)
 
 
-def race(root: str, seconds: str, seed: str, *jobs: str) -> None:
-    store = Store(Path(root), lock_timeout=10.0)
+def race(root: str, seconds: str, seed: str, mutant: str, *jobs: str) -> None:
+    store = MUTANTS["" if mutant == "-" else mutant](Path(root), lock_timeout=10.0)
     rng = random.Random(int(seed))
     me = Owner(int(seed) % 1000, 1)
     deadline = time.monotonic() + float(seconds)
@@ -136,7 +160,8 @@ def race(root: str, seconds: str, seed: str, *jobs: str) -> None:
 
 
 def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]) -> None:
-    op = rng.choice(("assign", "take", "take", "finish", "cancel", "retry"))
+    op = rng.choice(("assign", "assign", "take", "take", "finish", "cancel", "retry"))
+    start = time.monotonic()
     if op == "assign":
         done = store.assign_many([Assignment(j, me, r.generation) for j, r in seen.items()])
     elif op == "take":
@@ -153,11 +178,11 @@ def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]
                 done.append(store.cancel(job) if op == "cancel" else store.retry(job))
             except (FencedError, StaleTransitionError):
                 pass
+    end = time.monotonic()
     for record in done:
         owner = record.owner or Owner(-1, -1)
-        state = record.state.value if record.state is not JobState.RUNNING else "running"
         print(f"{op} {record.job_id} {record.generation} {owner.slot} {owner.incarnation} "
-              f"{state}", flush=True)
+              f"{record.state.value} {start} {end}", flush=True)
 
 
 if __name__ == "__main__":
