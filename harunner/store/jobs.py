@@ -1,6 +1,6 @@
 """The store: job records in one SQLite database, checkpoints in file-locked job folders.
 
-Where each file lives: `harunner.store.layout` (jobs.db, jobs/<id>/, locks/).
+Where each file lives: `harunner.store.layout` (jobs.db, jobs/<id>/, locks/jobs.lock).
 docs/store.md gives the schema, the transactions and the numbers behind them.
 
 Invariants:
@@ -49,7 +49,7 @@ from harunner.store import transitions as t
 from harunner.store.db import COMMIT_FAILPOINTS, Database
 from harunner.store.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
 from harunner.store.layout import PROGRESS, Layout
-from harunner.store.locks import FileLocks, LockBusy
+from harunner.store.locks import JobLocks, LockBusy, offset_of
 from harunner.store.model import (
     Checkpoint,
     JobRecord,
@@ -87,7 +87,7 @@ class Store:
         self.lock_timeout = lock_timeout
         self.clock = clock
         self.corrupt_seen = 0
-        self._locks = FileLocks()
+        self._locks = JobLocks(self.layout.job_locks)
         self._ready = False
         self._db = Database(self.layout.database, lock_timeout)
         self._table = JobTable(self._db, self._report_row)
@@ -371,7 +371,7 @@ class Store:
                     deleted = self._table.delete(writer, free, older_than_wall)
                 for job_id in free:
                     shutil.rmtree(self._folder(job_id), ignore_errors=True)
-                    job_files.remove_entry(self.layout.job_lock(job_id))
+                    job_files.remove_entry(self.layout.legacy_job_lock(job_id))
             count += deleted
             if len(chosen) < 500 or not free:
                 return count
@@ -393,23 +393,24 @@ class Store:
     @contextlib.contextmanager
     def job_lock(self, job_id: str, wait: float | None = None) -> Iterator[None]:
         """Hold the job's file lock (re-entrant within a thread), waiting at most lock_timeout."""
-        path = self._lock_path(job_id)
+        self._lockable(job_id)
         timeout = self.lock_timeout if wait is None else wait
         try:
-            self._locks.acquire(path, timeout)
+            self._locks.acquire(job_id, timeout)
         except LockBusy:
             raise LockTimeoutError(
-                f"job {job_id}: lock {path} not acquired within {timeout:g} s; its "
-                "holder may be paused (SIGSTOP) or hung: fencing makes it harmless once the "
-                "job has a new owner; kill it if it does not resume") from None
+                f"job {job_id}: lock {self.layout.job_locks} (byte {offset_of(job_id)}) not "
+                f"acquired within {timeout:g} s; its holder may be paused (SIGSTOP) or hung: "
+                "fencing makes it harmless once the job has a new owner; kill it if it does "
+                "not resume") from None
         try:
             yield
         finally:
-            self._locks.release(path)
+            self._locks.release(job_id)
 
-    def _lock_path(self, job_id: str) -> Path:
+    def _lockable(self, job_id: str) -> None:
         self.init()
-        return self.layout.job_lock(self._checked_id(job_id))
+        self._checked_id(job_id)
 
     @contextlib.contextmanager
     def _held(self, job_ids: Iterable[str], wait: float) -> Iterator[set[str]]:
@@ -420,17 +421,17 @@ class Store:
                 if not job_files.valid_job_id(job_id):
                     busy.add(job_id)
                     continue
-                path = self._lock_path(job_id)
+                self._lockable(job_id)
                 try:
-                    self._locks.acquire(path, wait)
+                    self._locks.acquire(job_id, wait)
                 except LockBusy:
                     busy.add(job_id)
                     continue
-                held.append(path)
+                held.append(job_id)
             yield busy
         finally:
-            for path in reversed(held):
-                self._locks.release(path)
+            for job_id in reversed(held):
+                self._locks.release(job_id)
 
     # -- helpers --------------------------------------------------------------------
 

@@ -6,7 +6,8 @@
     jobs/<id>/ckpt.<seq>          the newest and the previous good checkpoint
     jobs/<id>/progress            soft progress (fenced, not fsynced)
     jobs/<id>/job.log             the job's log
-    locks/<id>.lock               the job's filelock (never the data file)
+    locks/jobs.lock               every job's lock: one byte each (never the data file)
+    locks/<id>.lock               a job's lock in harunner 0.1.0 (removed by prune)
     index/active/<id>             0.1.0's index of unfinished jobs (no longer used)
     paxos/slot-<n>.acceptor       the slot's acceptor state (two-copy file)
     paxos/slot-<n>.proposer       the slot's proposer state (two-copy file)
@@ -130,7 +131,12 @@ class Layout:
     def job_folder(self, job_id: str) -> Path:
         return self.jobs / job_id
 
-    def job_lock(self, job_id: str) -> Path:
+    @property
+    def job_locks(self) -> Path:
+        """The lock file of every job: one byte each (`harunner.store.locks`)."""
+        return self.locks / "jobs.lock"
+
+    def legacy_job_lock(self, job_id: str) -> Path:
         return self.locks / f"{job_id}.lock"
 
     def job_log(self, job_id: str) -> Path:
