@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from harunner.errors import CorruptFileError, DiskFullError, StoreError
-from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read
+from harunner.failpoints import failpoint
+from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read, write_atomic
 from harunner.store.layout import (
     CHECKPOINT_PREFIX,
     JOB_FOLDERS,
@@ -39,6 +40,7 @@ from harunner.store.layout import (
     RECORD,
     RECORD_PREV,
 )
+from harunner.store.model import checkpoint_from
 
 log = logging.getLogger("harunner.store")
 
@@ -148,6 +150,37 @@ def _first_valid(folder: Path, seqs: Any, check: Callable[[Any, int], Any],
 
 def _check_seq(check: Callable[[Any, int], Any], seq: int, data: Any) -> Any:
     return check(data, seq)
+
+
+def append_checkpoint(folder: Path, job_id: str, generation: int, text: str,
+                      report: Report) -> int:
+    """Write checkpoint max(seq)+1 of `text` (a JSON object) and prune; returns its seq.
+
+    The caller holds the job's lock and has checked that `generation` may write.
+    """
+    make_job_dir(folder)
+    older = checkpoint_seqs(folder)
+    seq = (older[-1] if older else 0) + 1
+    payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
+               f'"seq":{seq},"state":{text}}}')
+    write_atomic(checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
+    failpoint("store.checkpoint.before_prune")
+    prune_checkpoints(folder, older, functools.partial(_checkpoint_good, folder, job_id, report))
+    failpoint("store.checkpoint.after_prune")
+    return seq
+
+
+def _checkpoint_good(folder: Path, job_id: str, report: Report, seq: int) -> bool:
+    """Whether checkpoint `seq` is valid (a corrupt one is reported, then pruned)."""
+    path = checkpoint_path(folder, seq)
+    try:
+        load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
+    except FileNotFoundError:
+        return False
+    except CorruptFileError as error:
+        report(path, error)
+        return False
+    return True
 
 
 def prune_checkpoints(folder: Path, older: list[int], good: Callable[[int], bool]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -38,16 +37,14 @@ from typing import Any
 from harunner.config import Config
 from harunner.errors import (
     CorruptFileError,
-    JobArgumentError,
     LockTimeoutError,
-    StoreError,
     UnknownJobError,
 )
 from harunner.failpoints import failpoint
 from harunner.store import job_files, legacy
 from harunner.store import transitions as t
 from harunner.store.db import COMMIT_FAILPOINTS, Database
-from harunner.store.durable import KIND_CHECKPOINT, KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
+from harunner.store.durable import KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
 from harunner.store.layout import PROGRESS, Layout
 from harunner.store.locks import JobLocks, LockBusy, offset_of
 from harunner.store.model import (
@@ -76,12 +73,14 @@ DEFAULT_LIMIT = 1000
 class Store:
     """One state directory. Safe across processes and threads (one connection each).
 
-    `lock_timeout` bounds every lock wait (seconds); `clock` gives wall-clock
-    time for the timestamps stored in records (never used for timeouts).
+    `lock_timeout` bounds every job-lock wait (seconds); `busy_timeout` bounds a
+    wait for SQLite's write lock (default: `lock_timeout`); `clock` gives
+    wall-clock time for the timestamps stored in records (never for timeouts).
     """
 
     def __init__(self, root: Path, lock_timeout: float = 2.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 busy_timeout: float | None = None) -> None:
         self.root = Path(root)
         self.layout = Layout(self.root)
         self.lock_timeout = lock_timeout
@@ -89,7 +88,8 @@ class Store:
         self.corrupt_seen = 0
         self._locks = JobLocks(self.layout.job_locks)
         self._ready = False
-        self._db = Database(self.layout.database, lock_timeout)
+        self._db = Database(self.layout.database,
+                            lock_timeout if busy_timeout is None else busy_timeout)
         self._table = JobTable(self._db, self._report_row)
 
     @classmethod
@@ -206,42 +206,14 @@ class Store:
     def submit_many(self, items: Sequence[t.Submission]) -> list[JobRecord]:
         """Create PENDING jobs in one transaction (one fsync); records in the order given."""
         for item in items:
-            self._check_submission(item)
+            t.checked(item)
+            if item.job_id is not None:
+                self._checked_id(item.job_id)
         self.init()
-        now = self.clock()
-        token = os.urandom(2)
-        records: list[JobRecord] = []
+        now, token = self.clock(), os.urandom(2)
         with self._db.write() as writer:
-            for index, item in enumerate(items):
-                records.append(self._insert(writer, item, now, token, index, len(items)))
-        return records
-
-    def _check_submission(self, item: t.Submission) -> None:
-        try:
-            to_json(item.args)
-        except (TypeError, ValueError) as error:
-            raise JobArgumentError(f"arguments of {item.name} are not JSON: {error}") from None
-        if not isinstance(item.args, dict):
-            raise JobArgumentError(f"arguments of {item.name} must be a dict of names to values")
-        if item.job_id is not None:
-            self._checked_id(item.job_id)
-
-    def _insert(self, writer: Any, item: t.Submission, now: float, token: bytes, index: int,
-                count: int) -> JobRecord:
-        if item.job_id is not None:
-            record = t.created(item.job_id, item, now)
-            if self._table.insert(writer, record):
-                return record
-            existing = self._table.fetch_in(writer, item.job_id)
-            assert existing is not None
-            return existing
-        for attempt in range(10):
-            job_id = (job_files.new_job_id(now, token) if count == 1 and attempt == 0 else
-                      job_files.new_batch_id(now, os.urandom(2) if attempt else token, index))
-            record = t.created(job_id, item, now)
-            if self._table.insert(writer, record):
-                return record
-        raise StoreError(f"could not find a free job id in {self.layout.database}")
+            return [self._table.create(writer, item, now, token, index, len(items))
+                    for index, item in enumerate(items)]
 
     # -- transitions ----------------------------------------------------------------
 
@@ -257,10 +229,7 @@ class Store:
 
     def take_over(self, job_id: str, generation: int, owner: Owner) -> JobRecord:
         """Raise a RUNNING job to `generation` (> the record's) with `owner`; idempotent."""
-        item = t.TakeOver(job_id, generation, owner)
-        with self.job_lock(job_id):
-            applied, refused = self._transition([item], t.taken_over)
-        return self._single(applied, refused)
+        return self._locked_one(t.TakeOver(job_id, generation, owner), t.taken_over)
 
     def take_over_many(self, items: Sequence[t.TakeOver]
                        ) -> tuple[list[JobRecord], list[t.TakeOver]]:
@@ -276,10 +245,8 @@ class Store:
     def finish(self, job_id: str, generation: int, *, result: Any = None,
                error: str | None = None, retry_at: float | None = None) -> JobRecord:
         """End an attempt: SUCCEEDED, FAILED, or PENDING again until `retry_at`; fenced."""
-        item = t.Outcome(job_id, generation, result, error, retry_at)
-        with self.job_lock(job_id):
-            applied, refused = self._transition([item], t.finished)
-        return self._single(applied, refused)
+        return self._locked_one(t.Outcome(job_id, generation, result, error, retry_at),
+                                t.finished)
 
     def finish_many(self, outcomes: Sequence[t.Outcome], *,
                     lock_wait: float | None = None) -> list[JobRecord]:
@@ -296,15 +263,11 @@ class Store:
 
     def cancel(self, job_id: str) -> JobRecord:
         """CANCELLED at generation + 1, which fences the running owner."""
-        with self.job_lock(job_id):
-            applied, refused = self._transition([job_id], _cancel)
-        return self._single(applied, refused)
+        return self._locked_one(job_id, t.cancelled)
 
     def retry(self, job_id: str) -> JobRecord:
         """A FAILED or CANCELLED job back to PENDING at generation + 1, attempts reset to 0."""
-        with self.job_lock(job_id):
-            applied, refused = self._transition([job_id], _retry)
-        return self._single(applied, refused)
+        return self._locked_one(job_id, t.retried)
 
     def _transition(self, items: Sequence[Any],
                     change: Callable[[JobRecord, Any, float], JobRecord]
@@ -313,8 +276,14 @@ class Store:
         self.init()
         now = self.clock()
         with self._db.write() as writer:
-            return self._table.transition(writer, items, _job_of,
+            return self._table.transition(writer, items, t.job_of,
                                           lambda record, item: change(record, item, now))
+
+    def _locked_one(self, item: Any, change: Callable[[JobRecord, Any, float], JobRecord]
+                    ) -> JobRecord:
+        """One change under the job's lock; raises what refused it."""
+        with self.job_lock(t.job_of(item)):
+            return self._single(*self._transition([item], change))
 
     @staticmethod
     def _single(applied: list[JobRecord], refused: list[tuple[Any, Exception]]) -> JobRecord:
@@ -333,18 +302,9 @@ class Store:
             return self._append_checkpoint(job_id, generation, text)
 
     def _append_checkpoint(self, job_id: str, generation: int, text: str) -> int:
-        """Write checkpoint max(seq)+1 and prune; the caller holds the lock and checked fencing."""
-        folder = self._folder(job_id)
-        job_files.make_job_dir(folder)
-        older = job_files.checkpoint_seqs(folder)
-        seq = (older[-1] if older else 0) + 1
-        payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
-                   f'"seq":{seq},"state":{text}}}')
-        write_atomic(job_files.checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
-        failpoint("store.checkpoint.before_prune")
-        job_files.prune_checkpoints(folder, older, lambda old: self._checkpoint_good(job_id, old))
-        failpoint("store.checkpoint.after_prune")
-        return seq
+        """Write the next checkpoint and prune; the caller holds the lock and checked fencing."""
+        return job_files.append_checkpoint(self._folder(job_id), job_id, generation, text,
+                                           self._report)
 
     def set_progress(self, job_id: str, generation: int, progress: Progress) -> None:
         """Record soft progress (atomic, not fsynced); fenced."""
@@ -365,13 +325,13 @@ class Store:
         count = 0
         while True:
             chosen = self._table.finished_before(older_than_wall, 500)
-            with self._held(chosen, wait=0.0) as busy:
+            with self._held(chosen, wait=0.0) as busy:  # no retry can revive them meanwhile
                 free = [job_id for job_id in chosen if job_id not in busy]
-                with self._db.write() as writer:
-                    deleted = self._table.delete(writer, free, older_than_wall)
-                for job_id in free:
+                for job_id in free:  # files first: a crash leaves a record without files
                     shutil.rmtree(self._folder(job_id), ignore_errors=True)
                     job_files.remove_entry(self.layout.legacy_job_lock(job_id))
+                with self._db.write() as writer:
+                    deleted = self._table.delete(writer, free, older_than_wall)
             count += deleted
             if len(chosen) < 500 or not free:
                 return count
@@ -393,7 +353,8 @@ class Store:
     @contextlib.contextmanager
     def job_lock(self, job_id: str, wait: float | None = None) -> Iterator[None]:
         """Hold the job's file lock (re-entrant within a thread), waiting at most lock_timeout."""
-        self._lockable(job_id)
+        self.init()
+        self._checked_id(job_id)
         timeout = self.lock_timeout if wait is None else wait
         try:
             self._locks.acquire(job_id, timeout)
@@ -408,44 +369,14 @@ class Store:
         finally:
             self._locks.release(job_id)
 
-    def _lockable(self, job_id: str) -> None:
-        self.init()
-        self._checked_id(job_id)
-
     @contextlib.contextmanager
     def _held(self, job_ids: Iterable[str], wait: float) -> Iterator[set[str]]:
-        """Hold the locks of `job_ids` (sorted order); yields the ids whose lock stayed busy."""
-        held, busy = [], set()
-        try:
-            for job_id in sorted(set(job_ids)):
-                if not job_files.valid_job_id(job_id):
-                    busy.add(job_id)
-                    continue
-                self._lockable(job_id)
-                try:
-                    self._locks.acquire(job_id, wait)
-                except LockBusy:
-                    busy.add(job_id)
-                    continue
-                held.append(job_id)
-            yield busy
-        finally:
-            for job_id in reversed(held):
-                self._locks.release(job_id)
-
-    # -- helpers --------------------------------------------------------------------
-
-    def _checkpoint_good(self, job_id: str, seq: int) -> bool:
-        """Whether checkpoint `seq` is valid (a corrupt one is reported, then pruned)."""
-        path = job_files.checkpoint_path(self._folder(job_id), seq)
-        try:
-            job_files.load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
-        except FileNotFoundError:
-            return False
-        except CorruptFileError as error:
-            self._report(path, error)
-            return False
-        return True
+        """Hold the locks of `job_ids`; yields the ids whose lock stayed busy (or are invalid)."""
+        self.init()
+        chosen = set(job_ids)
+        valid = {job_id for job_id in chosen if job_files.valid_job_id(job_id)}
+        with self._locks.holding(valid, wait) as busy:
+            yield busy | (chosen - valid)
 
     def _report(self, path: Path, error: CorruptFileError) -> None:
         self.corrupt_seen += 1
@@ -465,14 +396,3 @@ class Store:
                                   "'-' and '_'; `harunner status` lists jobs")
         return job_id
 
-
-def _job_of(item: Any) -> str:
-    return item if isinstance(item, str) else str(item.job_id)
-
-
-def _cancel(record: JobRecord, _item: Any, now: float) -> JobRecord:
-    return t.cancelled(record, now)
-
-
-def _retry(record: JobRecord, _item: Any, now: float) -> JobRecord:
-    return t.retried(record, now)

@@ -23,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -30,6 +31,7 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 POLL_FIRST = 0.0005
@@ -91,6 +93,26 @@ class JobLocks:
                 _set(holder.fd, fcntl.F_UNLCK, offset)
             finally:
                 self._close_if_idle(holder)
+
+    @contextlib.contextmanager
+    def holding(self, job_ids: Iterable[str], wait: float) -> Iterator[set[str]]:
+        """Hold the locks of `job_ids` (in sorted order, each waited for at most `wait`).
+
+        Yields the ids whose lock stayed busy; releases every lock taken on exit.
+        """
+        held, busy = [], set()
+        try:
+            for job_id in sorted(set(job_ids)):
+                try:
+                    self.acquire(job_id, wait)
+                except LockBusy:
+                    busy.add(job_id)
+                    continue
+                held.append(job_id)
+            yield busy
+        finally:
+            for job_id in reversed(held):
+                self.release(job_id)
 
     def _holder(self) -> _Holder:
         with self._guard:

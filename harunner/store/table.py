@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -27,9 +28,10 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.failpoints import failpoint
-from harunner.store import rows
+from harunner.store import job_files, rows
 from harunner.store.db import Database, Writer
 from harunner.store.model import JobRecord, JobState
+from harunner.store.transitions import Submission, created
 
 log = logging.getLogger("harunner.store")
 
@@ -122,6 +124,24 @@ class JobTable:
             return False
         failpoint("store.db.batch_item")
         return True
+
+    def create(self, writer: Writer, item: Submission, now: float, token: bytes, index: int,
+               count: int) -> JobRecord:
+        """Insert item `index` of a submission of `count`; an explicit id that exists is kept."""
+        if item.job_id is not None:
+            record = created(item.job_id, item, now)
+            if self.insert(writer, record):
+                return record
+            existing = self.fetch_in(writer, item.job_id)
+            assert existing is not None
+            return existing
+        for attempt in range(10):
+            job_id = (job_files.new_job_id(now, token) if count == 1 and attempt == 0 else
+                      job_files.new_batch_id(now, os.urandom(2) if attempt else token, index))
+            record = created(job_id, item, now)
+            if self.insert(writer, record):
+                return record
+        raise StoreError(f"could not find a free job id in {self.db.path}")
 
     def fetch_in(self, writer: Writer, job_id: str) -> JobRecord | None:
         found = writer.execute(f"{rows.SELECT} WHERE job_id=?", (job_id,)).fetchone()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harunner.errors import StaleTransitionError
+from harunner.errors import JobArgumentError, StaleTransitionError
 from harunner.store.model import (
     JobRecord,
     JobState,
@@ -67,6 +67,22 @@ class Outcome:
     retry_at: float | None = None
 
 
+def job_of(item: Any) -> str:
+    """The job an item of a batch is about (an item is a job id or has `job_id`)."""
+    return item if isinstance(item, str) else str(item.job_id)
+
+
+def checked(item: Submission) -> Submission:
+    """`item` if its arguments are a JSON object; `JobArgumentError` otherwise."""
+    try:
+        to_json(item.args)
+    except (TypeError, ValueError) as error:
+        raise JobArgumentError(f"arguments of {item.name} are not JSON: {error}") from None
+    if not isinstance(item.args, dict):
+        raise JobArgumentError(f"arguments of {item.name} must be a dict of names to values")
+    return item
+
+
 def created(job_id: str, item: Submission, now: float) -> JobRecord:
     return JobRecord(job_id=job_id, name=item.name, args=item.args, state=JobState.PENDING,
                      retries=item.retries, backoff=item.backoff, timeout=item.timeout,
@@ -115,7 +131,7 @@ def finished(record: JobRecord, item: Outcome, now: float) -> JobRecord:
                    result=item.result, error=None)
 
 
-def cancelled(record: JobRecord, now: float) -> JobRecord:
+def cancelled(record: JobRecord, _item: object, now: float) -> JobRecord:
     if record.state.finished:
         raise StaleTransitionError(f"job {record.job_id} is already {record.state.value}; "
                                    "there is nothing to cancel")
@@ -123,7 +139,7 @@ def cancelled(record: JobRecord, now: float) -> JobRecord:
                    generation=record.generation + 1)
 
 
-def retried(record: JobRecord, now: float) -> JobRecord:
+def retried(record: JobRecord, _item: object, now: float) -> JobRecord:
     if record.state not in (JobState.FAILED, JobState.CANCELLED):
         raise StaleTransitionError(f"job {record.job_id} is {record.state.value}; only a failed "
                                    "or cancelled job can be retried")
