@@ -93,10 +93,11 @@ class Store:
         self._table = JobTable(self._db, self._report_row)
 
     @classmethod
-    def from_config(cls, config: Config, lock_timeout: float | None = None) -> Store:
+    def from_config(cls, config: Config, lock_timeout: float | None = None, *,
+                    busy_timeout: float | None = None) -> Store:
         """The store of `config`'s state directory; lock waits `lock_timeout_ms` by default."""
         wait = config.lock_timeout_ms / 1000 if lock_timeout is None else lock_timeout
-        return cls(config.state_path, wait)
+        return cls(config.state_path, wait, busy_timeout=busy_timeout)
 
     def init(self) -> None:
         """Create the state directory, its folders and the job database if missing; idempotent.

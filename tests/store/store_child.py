@@ -11,6 +11,8 @@
         `mutant` picks a deliberately broken store
     store_child.py hold ROOT JOB
         hold the job's lock, print "locked", and sleep until killed
+    store_child.py hold_db ROOT
+        hold SQLite's write lock (an open write transaction), print "locked", sleep until killed
     store_child.py batches ROOT SIZE COUNT
         COUNT times: submit_many SIZE jobs {"batch": i}, assign_many them, finish_many them,
         printing "ack submit|assign|finish <i>" after each batch call returns
@@ -135,6 +137,13 @@ def hold(root: str, job: str) -> None:
         time.sleep(3600)
 
 
+def hold_db(root: str) -> None:
+    store = Store(Path(root))
+    with store._db.write():
+        print("locked", flush=True)
+        time.sleep(3600)
+
+
 def batches(root: str, size: str, count: str) -> None:
     store = Store(Path(root))
     me = Owner(0, 1)
@@ -187,4 +196,4 @@ def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]
 
 if __name__ == "__main__":
     {"sweep": sweep, "takeover": takeover, "fence": fence, "hold": hold, "batches": batches,
-     "race": race}[sys.argv[1]](*sys.argv[2:])
+     "race": race, "hold_db": hold_db}[sys.argv[1]](*sys.argv[2:])
