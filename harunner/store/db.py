@@ -76,9 +76,6 @@ class Database:
         self.busy_timeout = busy_timeout
         self._local = threading.local()
 
-    def exists(self) -> bool:
-        return self.path.exists()
-
     def connection(self) -> sqlite3.Connection:
         """This process's and thread's connection; a fork or a new thread opens its own."""
         held = getattr(self._local, "held", None)
@@ -95,6 +92,8 @@ class Database:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=True)
             try:
+                with contextlib.suppress(OSError):  # before -wal and -shm exist: they copy it
+                    os.chmod(self.path, 0o600)
                 mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode}); "
@@ -106,8 +105,6 @@ class Database:
             except BaseException:
                 conn.close()
                 raise
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:

@@ -11,6 +11,8 @@
         `mutant` picks a deliberately broken store
     store_child.py hold ROOT JOB
         hold the job's lock, print "locked", and sleep until killed
+    store_child.py open ROOT
+        open the store (importing 0.1.0 records on first open) and print how many jobs it has
     store_child.py hold_db ROOT
         hold SQLite's write lock (an open write transaction), print "locked", sleep until killed
     store_child.py batches ROOT SIZE COUNT
@@ -137,6 +139,10 @@ def hold(root: str, job: str) -> None:
         time.sleep(3600)
 
 
+def open_store(root: str) -> None:
+    print(len(Store(Path(root)).list_jobs()), flush=True)
+
+
 def hold_db(root: str) -> None:
     store = Store(Path(root))
     with store._db.write():
@@ -196,4 +202,4 @@ def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]
 
 if __name__ == "__main__":
     {"sweep": sweep, "takeover": takeover, "fence": fence, "hold": hold, "batches": batches,
-     "race": race, "hold_db": hold_db}[sys.argv[1]](*sys.argv[2:])
+     "race": race, "hold_db": hold_db, "open": open_store}[sys.argv[1]](*sys.argv[2:])

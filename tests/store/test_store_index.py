@@ -146,3 +146,21 @@ def test_a_0_1_0_state_directory_is_imported_once(tmp_path: Path) -> None:
     assert (root / "jobs" / "bad" / "record").read_bytes() == b"garbage"  # left for the user
     with sqlite3.connect(root / "jobs.db") as conn:
         assert conn.execute("SELECT value FROM meta WHERE key='legacy_imported'").fetchone()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("point", ["store.db.batch_item=kill@2", "store.db.before_commit=exit",
+                                   "store.db.after_commit=kill"])
+def test_a_crash_during_the_import_imports_all_or_nothing(children, tmp_path: Path,  # noqa: ANN001
+                                                          point: str) -> None:
+    root = tmp_path / "old"
+    for n in range(5):
+        _legacy_job(root, JobRecord(job_id=f"old-{n}", name="a.x", args={"n": n},
+                                    state=JobState.PENDING, created_at=float(n)))
+    child = children.start("open", root, failpoints=point)
+    out, _ = child.communicate(timeout=60)
+    assert child.returncode in (77, -9) and out == ""
+    with sqlite3.connect(root / "jobs.db") as conn:
+        count = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    assert count == (5 if "after_commit" in point else 0)
+    assert [r.job_id for r in Store(root).list_jobs()] == [f"old-{n}" for n in range(5)]
