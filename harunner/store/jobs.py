@@ -68,13 +68,15 @@ CHECKPOINT_FAILPOINTS = ("store.checkpoint.before_write", *WRITE_FAILPOINTS,
 RECORD_FAILPOINTS = COMMIT_FAILPOINTS
 FAILPOINTS = tuple(dict.fromkeys(CHECKPOINT_FAILPOINTS + RECORD_FAILPOINTS + BATCH_FAILPOINTS))
 DEFAULT_LIMIT = 1000
+MIN_BUSY_TIMEOUT = 0.2  # SQLite's write lock is shared by all jobs: one commit may take tens of ms
 
 
 class Store:
     """One state directory. Safe across processes and threads (one connection each).
 
     `lock_timeout` bounds every job-lock wait (seconds); `busy_timeout` bounds a
-    wait for SQLite's write lock (default: `lock_timeout`); `clock` gives
+    wait for SQLite's write lock (default: `lock_timeout`, at least
+    `MIN_BUSY_TIMEOUT`); `clock` gives
     wall-clock time for the timestamps stored in records (never for timeouts).
     """
 
@@ -88,8 +90,8 @@ class Store:
         self.corrupt_seen = 0
         self._locks = JobLocks(self.layout.job_locks)
         self._ready = False
-        self._db = Database(self.layout.database,
-                            lock_timeout if busy_timeout is None else busy_timeout)
+        self._db = Database(self.layout.database, max(lock_timeout, MIN_BUSY_TIMEOUT)
+                            if busy_timeout is None else busy_timeout)
         self._table = JobTable(self._db, self._report_row)
 
     @classmethod
@@ -113,7 +115,6 @@ class Store:
     def close(self) -> None:
         """Close this thread's database connection (the next call opens a new one)."""
         self._db.close()
-
     def _readable(self) -> bool:
         """Open the database for reading; False if the state directory holds no jobs at all."""
         if not self._ready and not self.layout.database.exists() and not self.layout.jobs.is_dir():
