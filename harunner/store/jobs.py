@@ -115,6 +115,7 @@ class Store:
     def close(self) -> None:
         """Close this thread's database connection (the next call opens a new one)."""
         self._db.close()
+
     def _readable(self) -> bool:
         """Open the database for reading; False if the state directory holds no jobs at all."""
         if not self._ready and not self.layout.database.exists() and not self.layout.jobs.is_dir():
@@ -134,11 +135,10 @@ class Store:
     def list_jobs(self, states: Iterable[JobState] | None = None, *, name: str | None = None,
                   limit: int | None = None, newest_first: bool = False,
                   before: str | None = None, after: str | None = None) -> list[JobRecord]:
-        """Records oldest first (or newest first), filtered and paged by the database.
+        """Records oldest (or newest) first, filtered and paged by the database.
 
-        `states`, `name`: keep only those; `before`/`after`: only jobs created
-        before/after the job with that id (paging); `limit`: at most that many.
-        Damaged rows are reported and skipped.
+        `states`, `name`: keep only those; `before`/`after`: only jobs created before/after
+        the job with that id (paging); `limit`: at most that many. Damaged rows are skipped.
         """
         if not self._readable():
             return []
