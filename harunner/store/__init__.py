@@ -3,7 +3,8 @@
 `Store` (in `jobs`) keeps job records (in a SQLite database, `db`, `table`,
 `rows`), checkpoints and progress (file-locked job folders, `job_files`);
 `model` and `transitions` are the job lifecycle as plain data; `legacy`
-imports 0.1.0's record files once; `layout` says where every file lives;
+imports 0.1.0's record files once; `locks` are the jobs' file locks;
+`layout` says where every file lives;
 `paxos_files` holds the slots' acceptor and proposer state; `meta` the
 cluster id, incarnations and the slot and supervisor locks; `events` the
 failover timeline. Everything below this folder writes files, nothing
