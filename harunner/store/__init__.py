@@ -1,7 +1,10 @@
 """The store: every on-disk format of harunner and the state directory's layout.
 
-`Store` (in `jobs`) keeps job records, checkpoints and progress; `model`
-is the job lifecycle as plain data; `layout` says where every file lives;
+`Store` (in `jobs`) keeps job records (in a SQLite database, `db`, `table`,
+`rows`), checkpoints and progress (file-locked job folders, `job_files`);
+`model` and `transitions` are the job lifecycle as plain data; `legacy`
+imports 0.1.0's record files once; `locks` are the jobs' file locks;
+`layout` says where every file lives;
 `paxos_files` holds the slots' acceptor and proposer state; `meta` the
 cluster id, incarnations and the slot and supervisor locks; `events` the
 failover timeline. Everything below this folder writes files, nothing
@@ -20,7 +23,8 @@ from harunner.store.model import (
     advance,
     check_writer,
 )
+from harunner.store.transitions import Assignment, Outcome, Submission, TakeOver
 
 __all__ = ["CHECKPOINT_FAILPOINTS", "FAILPOINTS", "RECORD_FAILPOINTS", "SCHEDULER_JOB",
-           "TRANSITIONS", "Checkpoint", "JobRecord", "JobState", "Owner", "Progress", "Store",
-           "advance", "check_writer"]
+           "TRANSITIONS", "Assignment", "Checkpoint", "JobRecord", "JobState", "Outcome", "Owner",
+           "Progress", "Store", "Submission", "TakeOver", "advance", "check_writer"]

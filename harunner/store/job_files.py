@@ -5,9 +5,8 @@ generations or job states (that is `harunner.store`). Payloads are checked by
 a `check` function the caller passes in, which raises `CorruptFileError`.
 
 Invariants:
-- `record` is replaced only through `write_atomic`; before it is replaced, the
-  good version it holds is hard-linked to `record.prev`, so a torn or mangled
-  `record` falls back to the version before it.
+- `record` (harunner 0.1.0's job record, now only read once to import it)
+  falls back to `record.prev` when torn or mangled.
 - Checkpoint files are `ckpt.<seq>` with a zero-padded seq; a new seq is
   higher than every `ckpt.*` name present, valid or not, so an acknowledged
   sequence never goes backwards and a corrupt newest file is never revived.
@@ -40,8 +39,8 @@ from harunner.store.layout import (
     PRIVATE_FOLDERS,
     RECORD,
     RECORD_PREV,
-    Layout,
 )
+from harunner.store.model import checkpoint_from
 
 log = logging.getLogger("harunner.store")
 
@@ -64,6 +63,11 @@ def new_job_id(now: float, token: bytes) -> str:
         millis, digit = divmod(millis, 36)
         digits = BASE36[digit] + digits
     return f"{digits}-{token[:2].hex()}"
+
+
+def new_batch_id(now: float, token: bytes, index: int) -> str:
+    """The id of item `index` of a batch: like `new_job_id`, then the index, so a batch sorts."""
+    return f"{new_job_id(now, token)}{index:05x}"
 
 
 def valid_job_id(job_id: str) -> bool:
@@ -97,26 +101,6 @@ def read_record(folder: Path, check: Check, report: Report) -> tuple[Any, bool] 
         raise CorruptFileError(f"{folder}: no readable record ({'; '.join(problems)}); "
                                "restore it from a backup or remove the job folder")
     return None
-
-
-def write_record(folder: Path, payload: bytes, keep_current: bool) -> None:
-    """Replace `record` durably; first keep the current one as `record.prev` if it is good."""
-    failpoint("store.record.before_write")
-    if keep_current:
-        _link_previous(folder / RECORD, folder / RECORD_PREV)
-    failpoint("store.record.after_keep_previous")
-    write_atomic(folder / RECORD, KIND_RECORD, payload)
-
-
-def _link_previous(current: Path, previous: Path) -> None:
-    temp = previous.with_name(f".{previous.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        os.link(current, temp)
-        os.replace(temp, previous)
-    except OSError as error:
-        remove_entry(temp)
-        raise StoreError(f"cannot keep the previous version of {current} as {previous} "
-                         f"({error.strerror}); the file system must support hard links") from None
 
 
 def checkpoint_path(folder: Path, seq: int) -> Path:
@@ -168,6 +152,37 @@ def _check_seq(check: Callable[[Any, int], Any], seq: int, data: Any) -> Any:
     return check(data, seq)
 
 
+def append_checkpoint(folder: Path, job_id: str, generation: int, text: str,
+                      report: Report) -> int:
+    """Write checkpoint max(seq)+1 of `text` (a JSON object) and prune; returns its seq.
+
+    The caller holds the job's lock and has checked that `generation` may write.
+    """
+    make_job_dir(folder)
+    older = checkpoint_seqs(folder)
+    seq = (older[-1] if older else 0) + 1
+    payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
+               f'"seq":{seq},"state":{text}}}')
+    write_atomic(checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
+    failpoint("store.checkpoint.before_prune")
+    prune_checkpoints(folder, older, functools.partial(_checkpoint_good, folder, job_id, report))
+    failpoint("store.checkpoint.after_prune")
+    return seq
+
+
+def _checkpoint_good(folder: Path, job_id: str, report: Report, seq: int) -> bool:
+    """Whether checkpoint `seq` is valid (a corrupt one is reported, then pruned)."""
+    path = checkpoint_path(folder, seq)
+    try:
+        load(path, KIND_CHECKPOINT, lambda data: checkpoint_from(data, job_id, seq))
+    except FileNotFoundError:
+        return False
+    except CorruptFileError as error:
+        report(path, error)
+        return False
+    return True
+
+
 def prune_checkpoints(folder: Path, older: list[int], good: Callable[[int], bool]) -> None:
     """Keep the newest good seq of `older` (seqs below the one just written); remove the rest."""
     keep = next((seq for seq in reversed(older) if good(seq)), None)
@@ -195,28 +210,6 @@ def remove_entry(path: Path) -> None:
 def _report(report: Report, error: CorruptFileError, path: Path) -> str:
     report(path, error)
     return str(error)
-
-
-def mark_active(root: Path, job_id: str) -> None:
-    """Add `job_id` to the index of unfinished jobs (an empty marker file)."""
-    fd = os.open(Layout(root).active_marker(job_id), os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
-
-
-def unmark_active(root: Path, job_id: str) -> None:
-    """Drop `job_id` from the index of unfinished jobs."""
-    try:
-        os.unlink(Layout(root).active_marker(job_id))
-    except FileNotFoundError:
-        pass
-
-
-def active_ids(root: Path) -> list[str]:
-    """The job ids in the index of unfinished jobs."""
-    try:
-        return os.listdir(Layout(root).active_index)
-    except FileNotFoundError:
-        return []
 
 
 def make_layout(root: Path) -> None:

@@ -1,12 +1,14 @@
 """The state directory's layout: the one place that knows where every file lives.
 
     cluster.json                  the cluster id (every frame carries it)
-    jobs/<id>/record              a job's record (+ record.prev, its previous good copy)
+    jobs.db (+ -wal, -shm)        the job database: every job's record (SQLite, WAL mode)
+    jobs/<id>/record              a job's record in harunner 0.1.0 (imported into jobs.db once)
     jobs/<id>/ckpt.<seq>          the newest and the previous good checkpoint
     jobs/<id>/progress            soft progress (fenced, not fsynced)
     jobs/<id>/job.log             the job's log
-    locks/<id>.lock               the job's filelock (never the data file)
-    index/active/<id>             an empty marker for every unfinished job
+    locks/jobs.lock               every job's lock: one byte each (never the data file)
+    locks/<id>.lock               a job's lock in harunner 0.1.0 (removed by prune)
+    index/active/<id>             0.1.0's index of unfinished jobs (no longer used)
     paxos/slot-<n>.acceptor       the slot's acceptor state (two-copy file)
     paxos/slot-<n>.proposer       the slot's proposer state (two-copy file)
     paxos/slot-<n>.initialized    written once, after both exist
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUPERVISOR = "supervisor"
-JOB_FOLDERS = ("jobs", "locks", "paxos", "run", "index", "index/active")
+JOB_FOLDERS = ("jobs", "locks", "paxos", "run")
 PRIVATE_FOLDERS = ("run",)
 
 
@@ -42,6 +44,10 @@ class Layout:
     root: Path
 
     # -- folders -----------------------------------------------------------------------
+
+    @property
+    def database(self) -> Path:
+        return self.root / "jobs.db"
 
     @property
     def jobs(self) -> Path:
@@ -130,7 +136,12 @@ class Layout:
     def job_folder(self, job_id: str) -> Path:
         return self.jobs / job_id
 
-    def job_lock(self, job_id: str) -> Path:
+    @property
+    def job_locks(self) -> Path:
+        """The lock file of every job: one byte each (`harunner.store.locks`)."""
+        return self.locks / "jobs.lock"
+
+    def legacy_job_lock(self, job_id: str) -> Path:
         return self.locks / f"{job_id}.lock"
 
     def job_log(self, job_id: str) -> Path:

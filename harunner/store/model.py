@@ -35,6 +35,7 @@ class JobState(str, Enum):
 
     @property
     def finished(self) -> bool:
+        """No runner acts on the job any more (a user's `retry` may make it pending again)."""
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
@@ -43,8 +44,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.RUNNING: frozenset({JobState.RUNNING, JobState.PENDING, JobState.SUCCEEDED,
                                  JobState.FAILED, JobState.CANCELLED}),
     JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELLED: frozenset(),
+    JobState.FAILED: frozenset({JobState.PENDING}),      # only by an explicit user retry
+    JobState.CANCELLED: frozenset({JobState.PENDING}),   # only by an explicit user retry
 }
 
 

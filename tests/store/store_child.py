@@ -11,6 +11,18 @@
         `mutant` picks a deliberately broken store
     store_child.py hold ROOT JOB
         hold the job's lock, print "locked", and sleep until killed
+    store_child.py open ROOT
+        open the store (importing 0.1.0 records on first open) and print how many jobs it has
+    store_child.py hold_db ROOT
+        hold SQLite's write lock (an open write transaction), print "locked", sleep until killed
+    store_child.py batches ROOT SIZE COUNT
+        COUNT times: submit_many SIZE jobs {"batch": i}, assign_many them, finish_many them,
+        printing "ack submit|assign|finish <i>" after each batch call returns
+    store_child.py race ROOT SECONDS SEED MUTANT JOB...
+        race other processes on the same jobs with assign_many / take_over_many /
+        finish_many / cancel / retry at random generations, printing one line per applied
+        change: "<op> <job> <generation> <slot> <incarnation> <state> <start> <end>" (the
+        record returned, monotonic times of the call); MUTANT "-" is the real store
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harunner.errors import FencedError, StaleTransitionError, StoreError
-from harunner.store import Owner, Store
+from harunner.store import Assignment, Outcome, Owner, Store, Submission, TakeOver
 from harunner.store.model import check_writer, state_json
 
 
@@ -46,8 +58,31 @@ class NoLockStore(Store):
         yield
 
 
+class UnfencedStore(Store):
+    """Deliberately broken: computes each change from a read outside the write transaction
+    and writes it without comparing generation and state (no compare-and-set)."""
+
+    def _transition(self, items: Any, change: Any) -> Any:
+        now, planned, refused = self.clock(), [], []
+        for item in items:
+            try:
+                old = self.get(item if isinstance(item, str) else item.job_id)
+                planned.append((old, change(old, item, now)))
+            except StoreError as error:
+                refused.append((item, error))
+        time.sleep(0.001)
+        with self._db.write() as writer:
+            for _, new in planned:
+                owner = new.owner or Owner(None, None)  # type: ignore[arg-type]
+                writer.execute("UPDATE jobs SET generation=?, state=?, owner_slot=?, "
+                               "owner_incarnation=?, seq=? WHERE job_id=?",
+                               (new.generation, new.state.value, owner.slot, owner.incarnation,
+                                writer.next_seq(), new.job_id))
+        return [new for _, new in planned], refused
+
+
 MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
-                                   "no_lock": NoLockStore}
+                                   "no_lock": NoLockStore, "unfenced": UnfencedStore}
 
 
 def sweep(root: str, job: str, generation: str, count: str) -> None:
@@ -104,5 +139,67 @@ def hold(root: str, job: str) -> None:
         time.sleep(3600)
 
 
+def open_store(root: str) -> None:
+    print(len(Store(Path(root)).list_jobs()), flush=True)
+
+
+def hold_db(root: str) -> None:
+    store = Store(Path(root))
+    with store._db.write():
+        print("locked", flush=True)
+        time.sleep(3600)
+
+
+def batches(root: str, size: str, count: str) -> None:
+    store = Store(Path(root))
+    me = Owner(0, 1)
+    for batch in range(1, int(count) + 1):
+        records = store.submit_many([Submission("jobs.demo", {"batch": batch, "k": k})
+                                     for k in range(int(size))])
+        print(f"ack submit {batch}", flush=True)
+        store.assign_many([Assignment(r.job_id, me, 0) for r in records])
+        print(f"ack assign {batch}", flush=True)
+        store.finish_many([Outcome(r.job_id, 1, result=batch) for r in records])
+        print(f"ack finish {batch}", flush=True)
+
+
+def race(root: str, seconds: str, seed: str, mutant: str, *jobs: str) -> None:
+    store = MUTANTS["" if mutant == "-" else mutant](Path(root), lock_timeout=10.0)
+    rng = random.Random(int(seed))
+    me = Owner(int(seed) % 1000, 1)
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline:
+        chosen = rng.sample(jobs, rng.randint(1, len(jobs)))
+        seen = {job: store.get(job) for job in chosen}
+        _race_step(store, rng, me, seen)
+
+
+def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]) -> None:
+    op = rng.choice(("assign", "assign", "take", "take", "finish", "cancel", "retry"))
+    start = time.monotonic()
+    if op == "assign":
+        done = store.assign_many([Assignment(j, me, r.generation) for j, r in seen.items()])
+    elif op == "take":
+        done = store.take_over_many([TakeOver(j, r.generation + rng.randint(1, 2), me)
+                                     for j, r in seen.items()])[0]
+    elif op == "finish":
+        done = store.finish_many([Outcome(j, r.generation, error="x", retry_at=0.0)
+                                  if rng.random() < 0.7 else Outcome(j, r.generation, result=1)
+                                  for j, r in seen.items()], lock_wait=0.01)
+    else:
+        done = []
+        for job in seen:
+            try:
+                done.append(store.cancel(job) if op == "cancel" else store.retry(job))
+            except (FencedError, StaleTransitionError):
+                pass
+    end = time.monotonic()
+    for record in done:
+        owner = record.owner or Owner(-1, -1)
+        print(f"{op} {record.job_id} {record.generation} {owner.slot} {owner.incarnation} "
+              f"{record.state.value} {start} {end}", flush=True)
+
+
 if __name__ == "__main__":
-    {"sweep": sweep, "takeover": takeover, "fence": fence, "hold": hold}[sys.argv[1]](*sys.argv[2:])
+    {"sweep": sweep, "takeover": takeover, "fence": fence, "hold": hold, "batches": batches,
+     "race": race, "hold_db": hold_db, "open": open_store}[sys.argv[1]](*sys.argv[2:])

@@ -1,9 +1,11 @@
-"""Corrupt state files: every torn, flipped, misdirected or misplaced file is detected, reported,
-and the previous good version is used; with no good version, `CorruptFileError`.
+"""Corrupt state files: every torn, flipped, misdirected or misplaced checkpoint is detected,
+reported, and the previous good version is used; with no good version, `CorruptFileError`. A
+damaged job row is reported and skipped; a damaged job database is reported clearly and left
+as it is (never reset).
 
 Catches: a reader without checksum, header, job-id or seq checks; one that follows symlinks;
-a writer that reuses the seq of a corrupt newest file or rotates a corrupt record over the
-good previous copy.
+a writer that reuses the seq of a corrupt newest file; a row decoder that trusts its columns;
+a store that recreates a database it cannot read.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import json
 import logging
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from harunner.errors import CorruptFileError
-from harunner.store import JobState, Owner, Store, durable, job_files
+from harunner.store import Store, Submission, durable, job_files
 
 
 def _two_checkpoints(store: Store, job: str) -> tuple[Path, bytes]:
@@ -141,50 +144,53 @@ def test_leftover_temp_files_are_ignored_and_cleaned(store: Store, running: str)
     assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
 
 
-def _record(store: Store, job: str) -> Path:
-    return store.root / "jobs" / job / "record"
+def _damage_row(store: Store, job: str, column: str, value: object) -> None:
+    """Write `value` into one column of the job's row behind the store's back."""
+    with sqlite3.connect(store.layout.database) as conn:
+        conn.execute(f"UPDATE jobs SET {column}=? WHERE job_id=?", (value, job))
 
 
-def test_torn_record_at_every_offset_falls_back_to_the_previous(store: Store,
-                                                                running: str) -> None:
-    data = _record(store, running).read_bytes()
-    for size in range(len(data)):
-        _record(store, running).write_bytes(data[:size])
-        record = store.get(running)
-        assert (record.state, record.generation) == (JobState.PENDING, 0), size
-    assert store.corrupt_seen == len(data)
-
-
-def test_record_of_another_job_and_flipped_bits(store: Store, running: str) -> None:
+@pytest.mark.parametrize(("column", "value"), [("args", "{not json"), ("state", "sleeping"),
+                                               ("history", "[1, 2]"), ("generation", "x"),
+                                               ("owner_incarnation", None)])
+def test_a_damaged_row_is_reported_and_skipped(store: Store, running: str, column: str,
+                                               value: object) -> None:
     other = store.submit("jobs.demo", {}).job_id
-    _record(store, running).write_bytes(_record(store, other).read_bytes())
-    assert store.get(running).state is JobState.PENDING and store.corrupt_seen == 1
-    rng = random.Random(7)
-    good = (store.root / "jobs" / running / "record.prev").read_bytes()
-    for _ in range(50):
-        mangled = bytearray(good)
-        mangled[rng.randrange(len(good))] ^= 1 << rng.randrange(8)
-        _record(store, running).write_bytes(bytes(mangled))
-        assert store.get(running).generation == 0
+    _damage_row(store, running, column, value)
+    with pytest.raises(CorruptFileError, match=f"record of job {running}"):
+        store.get(running)
+    assert [record.job_id for record in store.list_jobs()] == [other]
+    assert store.corrupt_seen == 1
+    assert store.changes(0)[0] == [store.get(other)]
 
 
-def test_missing_record_with_a_previous_copy_falls_back(store: Store, running: str) -> None:
-    _record(store, running).unlink()
-    assert store.get(running).state is JobState.PENDING and store.corrupt_seen == 1
+def test_a_file_that_is_not_a_database_is_reported_and_never_reset(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.submit("jobs.demo", {})
+    Store(tmp_path)._db.close()
+    store._db.close()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"jobs.db{suffix}").unlink(missing_ok=True)
+    garbage = b"this is not a database, it is a shopping list\n" * 200
+    store.layout.database.write_bytes(garbage)
+    for call in (lambda s: s.get("x-1"), lambda s: s.list_jobs(),
+                 lambda s: s.submit("jobs.demo", {})):
+        with pytest.raises(CorruptFileError, match="job database is damaged") as caught:
+            call(Store(tmp_path))
+        assert str(store.layout.database) in str(caught.value)
+    assert store.layout.database.read_bytes() == garbage
 
 
-def test_a_write_after_a_corrupt_record_keeps_the_good_previous(store: Store,
-                                                                running: str) -> None:
-    _record(store, running).write_bytes(b"garbage")
-    store.assign(running, Owner(1, 1), 0)
-    assert store.get(running).generation == 1 and store.get(running).owner == Owner(1, 1)
-    _record(store, running).write_bytes(b"garbage again")
-    assert store.get(running).state is JobState.PENDING
-
-
-def test_no_good_record_is_a_clear_error(store: Store) -> None:
-    job = store.submit("jobs.demo", {}).job_id
-    _record(store, job).write_bytes(b"garbage")
-    with pytest.raises(CorruptFileError, match="no readable record"):
-        store.get(job)
-    assert store.list_jobs() == []
+def test_a_damaged_page_fails_the_integrity_check(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.submit_many([Submission("jobs.demo", {"pad": "x" * 3000}) for _ in range(40)])
+    store._db.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store._db.close()
+    data = bytearray(store.layout.database.read_bytes())
+    page = 4096
+    for offset in range(3 * page + 16, 3 * page + 400):
+        data[offset] ^= 0x5A
+    store.layout.database.write_bytes(bytes(data))
+    with pytest.raises(CorruptFileError, match="integrity check failed|job database is damaged"):
+        Store(tmp_path).rebuild_index()
+    assert store.layout.database.read_bytes() == bytes(data)

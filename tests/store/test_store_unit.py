@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from harunner.store import (
     Owner,
     Progress,
     Store,
+    Submission,
     advance,
     job_files,
 )
@@ -38,7 +41,8 @@ def test_submit_is_durable_pending_and_private(store: Store) -> None:
     record = store.submit("jobs.demo", {"n": 1}, retries=2, backoff=0.5, timeout=60.0)
     assert (record.state, record.generation, record.attempts) == (JobState.PENDING, 0, 0)
     assert Store(store.root).get(record.job_id) == record
-    assert (store.root / "jobs" / record.job_id / "record").is_file()
+    assert store.layout.database.is_file()
+    assert store.layout.database.stat().st_mode & 0o777 == 0o600
     assert (store.root / "run").stat().st_mode & 0o777 == 0o700
     assert store.root.stat().st_mode & 0o777 == 0o700
 
@@ -79,10 +83,12 @@ def test_list_jobs_oldest_first_filters_and_skips_corrupt(store: Store) -> None:
     store.clock = lambda: float(next(clock))
     ids = [store.submit("jobs.demo", {"i": i}).job_id for i in range(3)]
     store.assign(ids[1], A, 0)
-    (store.root / "jobs" / ids[2] / "record").write_bytes(b"garbage")
+    with sqlite3.connect(store.layout.database) as conn:
+        conn.execute("UPDATE jobs SET args='garbage' WHERE job_id=?", (ids[2],))
     assert [r.job_id for r in store.list_jobs()] == ids[:2]
     assert [r.job_id for r in store.list_jobs({JobState.RUNNING})] == [ids[1]]
-    assert store.corrupt_seen == 2  # reported on each of the two listings
+    assert [r.job_id for r in store.list_jobs({JobState.PENDING})] == [ids[0]]
+    assert store.corrupt_seen == 2  # reported on each listing that met it
 
 
 def test_assign_is_a_compare_and_set(store: Store) -> None:
@@ -250,13 +256,50 @@ def test_full_disk_keeps_the_old_checkpoint(store: Store, running: str,
     assert not [name for name in os.listdir(store.root / "jobs" / running) if ".tmp" in name]
 
 
-def test_full_disk_keeps_the_old_record(store: Store, running: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "write", _fail_with(errno.ENOSPC))
-        with pytest.raises(DiskFullError):
-            store.take_over(running, 2, B)
+def test_full_disk_keeps_the_old_record(store: Store, running: str) -> None:
+    conn = store._db.connection()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")  # SQLite sees a full disk past this size
+    with pytest.raises(DiskFullError, match="previous state is intact"):
+        store.finish(running, 1, result={"big": "x" * 200_000})
+    with pytest.raises(DiskFullError):
+        store.submit_many([Submission("jobs.demo", {"pad": "y" * 5000}) for _ in range(20)])
+    record = store.get(running)
+    assert (record.state, record.generation) == (JobState.RUNNING, 1)
+    assert [r.job_id for r in store.list_jobs()] == [running]
+    conn.execute("PRAGMA max_page_count=1073741823")
+    assert store.finish(running, 1, result=1).state is JobState.SUCCEEDED
+
+
+class _FailingCommit:
+    """A connection whose COMMIT fails as a failed fsync does (SQLITE_IOERR_FSYNC)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            error = sqlite3.OperationalError("disk I/O error")
+            error.sqlite_errorcode = 1034  # type: ignore[attr-defined]
+            raise error
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_failed_commit_fsync_raises_durability_error_and_rolls_back(
+        store: Store, running: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = store._db.connection()
+    monkeypatch.setattr(store._db, "connection", lambda: _FailingCommit(real))
+    with pytest.raises(DurabilityError, match="must stop"):
+        store.take_over(running, 2, B)
+    with pytest.raises(DurabilityError):
+        store.submit("jobs.demo", {})
+    assert not issubclass(DurabilityError, StoreError)
+    monkeypatch.undo()
     assert store.get(running).generation == 1
+    assert [r.job_id for r in store.list_jobs()] == [running]
 
 
 def test_failed_fsync_raises_and_keeps_the_old_file(store: Store, running: str,
@@ -292,6 +335,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
+        gc.collect()  # closes the database connections of stores the test dropped
         subprocess.run(["umount", str(mount)], check=True)
 
 
@@ -318,3 +362,16 @@ def test_a_really_full_disk_keeps_the_old_checkpoint(tiny_disk: Path) -> None:
     assert checkpoint is not None and checkpoint.state == {"done": 1}
     filler.unlink()
     assert store.write_checkpoint(job, 1, {"done": 2}) == 2
+    store.close()
+
+
+def test_a_really_full_disk_refuses_a_submission_and_keeps_the_jobs(tiny_disk: Path) -> None:
+    store = Store(tiny_disk / "state")
+    first = store.submit("jobs.demo", {})
+    filler = _fill(tiny_disk)
+    with pytest.raises(DiskFullError):
+        store.submit_many([Submission("jobs.demo", {"pad": "z" * 4000}) for _ in range(100)])
+    assert [r.job_id for r in Store(tiny_disk / "state").list_jobs()] == [first.job_id]
+    filler.unlink()
+    assert len(store.submit_many([Submission("jobs.demo", {})] * 3)) == 3
+    store.close()

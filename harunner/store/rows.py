@@ -1,0 +1,81 @@
+"""Job records as rows of table `jobs`, and back: the codec of the database, no I/O.
+
+Invariant: a row becomes a `JobRecord` only after its state, owner and JSON
+columns were checked; anything else is `CorruptFileError` naming the job, so a
+damaged row is reported and skipped by listings, never half-read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from harunner.errors import CorruptFileError
+from harunner.store.model import JobRecord, JobState, Owner, to_json
+
+COLUMNS = ("job_id", "name", "state", "generation", "owner_slot", "owner_incarnation",
+           "attempts", "retries", "backoff", "timeout", "not_before", "created_at",
+           "updated_at", "args", "result", "error", "history", "seq")
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
+INSERT = (f"INSERT INTO jobs ({', '.join(COLUMNS)}) "
+          f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+# The compare-and-set of every transition: the row changes only if it is still in the
+# generation and state the new record was computed from.
+UPDATE = (f"UPDATE jobs SET {', '.join(f'{c}=?' for c in COLUMNS[1:])} "
+          "WHERE job_id=? AND generation=? AND state=?")
+_STATES = {state.value for state in JobState}
+
+
+def to_row(record: JobRecord, seq: int) -> tuple[Any, ...]:
+    """The column values of `record`, stamped with change number `seq`."""
+    owner = record.owner
+    return (record.job_id, record.name, record.state.value, record.generation,
+            None if owner is None else owner.slot, None if owner is None else owner.incarnation,
+            record.attempts, record.retries, float(record.backoff), record.timeout,
+            float(record.not_before), float(record.created_at), float(record.updated_at),
+            to_json(record.args), to_json(record.result), record.error,
+            to_json(list(record.history)), seq)
+
+
+def update_parameters(new: JobRecord, old: JobRecord, seq: int) -> tuple[Any, ...]:
+    """Parameters of `UPDATE`: the new values, then the fence (id, old generation, old state)."""
+    return (*to_row(new, seq)[1:], old.job_id, old.generation, old.state.value)
+
+
+def from_row(row: Any) -> tuple[JobRecord, int]:
+    """(the record, its change number) of one `SELECT` row; `CorruptFileError` if it is bad."""
+    values = dict(zip(COLUMNS, row, strict=True))
+    job_id = str(values["job_id"])
+    try:
+        return _decode(values), int(values["seq"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise CorruptFileError(f"record of job {job_id} in the job database: {error}; "
+                               "cancel or prune the job") from None
+
+
+def _decode(values: dict[str, Any]) -> JobRecord:
+    if values["state"] not in _STATES:
+        raise ValueError(f"unknown state {values['state']!r}")
+    slot, incarnation = values["owner_slot"], values["owner_incarnation"]
+    owner = None if slot is None else Owner(_integer(slot), _integer(incarnation))
+    args, history = json.loads(values["args"]), json.loads(values["history"])
+    if not isinstance(args, dict):
+        raise ValueError(f"args is {args!r}, not an object")
+    if not isinstance(history, list) or not all(isinstance(e, str) for e in history):
+        raise ValueError("history is not a list of strings")
+    return JobRecord(
+        job_id=values["job_id"], name=values["name"], args=args, state=JobState(values["state"]),
+        generation=_integer(values["generation"]), owner=owner,
+        attempts=_integer(values["attempts"]), retries=_integer(values["retries"]),
+        backoff=float(values["backoff"]),
+        timeout=None if values["timeout"] is None else float(values["timeout"]),
+        not_before=float(values["not_before"]), created_at=float(values["created_at"]),
+        updated_at=float(values["updated_at"]),
+        result=None if values["result"] is None else json.loads(values["result"]),
+        error=values["error"], history=tuple(history))
+
+
+def _integer(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not an integer")
+    return value

@@ -1,0 +1,187 @@
+"""The jobs table: queries through its indexes and batched compare-and-set transitions.
+
+Every query is bounded by an index (`job_id`, `seq`, `(state, not_before)`,
+`(created_at, job_id)`, `(state, updated_at)`) and a `LIMIT`, so no call reads
+all jobs and none costs more as finished jobs pile up.
+
+Invariants:
+- `transition` reads each row and writes its successor inside one write
+  transaction; the `UPDATE` still compares job id, generation and state, so
+  the statement itself is the fence. A refused item is reported, never
+  written; the applied ones commit together with one fsync.
+- Every written row gets the next change number of its transaction
+  (`Writer.next_seq`), so `changes` returns each mutation once, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from harunner.errors import (
+    CorruptFileError,
+    FencedError,
+    StaleTransitionError,
+    StoreError,
+    UnknownJobError,
+)
+from harunner.failpoints import failpoint
+from harunner.store import job_files, rows
+from harunner.store.db import Database, Writer
+from harunner.store.model import JobRecord, JobState
+from harunner.store.transitions import Submission, created
+
+log = logging.getLogger("harunner.store")
+
+BATCH_FAILPOINTS = ("store.db.batch_item",)
+FINISHED = tuple(state.value for state in JobState if state.finished)
+
+Item = TypeVar("Item")
+Refused = tuple[Any, Exception]
+
+
+class JobTable:
+    """The rows of table `jobs` in `database`; `report` is told of every damaged row."""
+
+    def __init__(self, database: Database, report: Callable[[CorruptFileError], None]) -> None:
+        self.db = database
+        self.report = report
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def fetch(self, job_id: str) -> JobRecord | None:
+        found = self.db.read(f"{rows.SELECT} WHERE job_id=?", (job_id,))
+        return rows.from_row(found[0])[0] if found else None
+
+    def head(self) -> int:
+        """The change number of the newest mutation (0 if none yet)."""
+        found = self.db.read("SELECT value FROM meta WHERE key='sequence'")
+        return int(found[0][0]) if found else 0
+
+    def changes(self, after_seq: int, limit: int) -> tuple[list[JobRecord], int]:
+        found = self.db.read(f"{rows.SELECT} WHERE seq>? ORDER BY seq LIMIT ?",
+                             (after_seq, limit))
+        last = int(found[-1][-1]) if found else after_seq
+        return self._decoded(found), last
+
+    def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:
+        found = self.db.read(f"{rows.SELECT} WHERE state='pending' AND not_before<=? "
+                             "ORDER BY not_before, created_at, job_id LIMIT ?",
+                             (now_wall, limit))
+        return self._decoded(found)
+
+    def query(self, states: Iterable[JobState] | None, name: str | None, limit: int | None,
+              newest_first: bool, before: str | None, after: str | None) -> list[JobRecord]:
+        where, parameters = [], []  # type: tuple[list[str], list[Any]]
+        if states is not None:
+            chosen = sorted({state.value for state in states})
+            if not chosen:
+                return []
+            where.append(f"state IN ({', '.join('?' for _ in chosen)})")
+            parameters.extend(chosen)
+        if name is not None:
+            where.append("name=?")
+            parameters.append(name)
+        for cursor, sign in ((before, "<"), (after, ">")):
+            if cursor is not None:
+                where.append(f"(created_at, job_id) {sign} (SELECT created_at, job_id FROM "
+                             "jobs WHERE job_id=?)")
+                parameters.append(cursor)
+        order = "DESC" if newest_first else "ASC"
+        sql = (f"{rows.SELECT}{' WHERE ' + ' AND '.join(where) if where else ''} "
+               f"ORDER BY created_at {order}, job_id {order}")
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(int(limit))
+        return self._decoded(self.db.read(sql, tuple(parameters)))
+
+    def finished_before(self, older_than_wall: float, limit: int) -> list[str]:
+        found = self.db.read("SELECT job_id FROM jobs WHERE state IN (?, ?, ?) AND "
+                             "updated_at<? LIMIT ?",
+                             (*FINISHED, older_than_wall, limit))
+        return [str(row[0]) for row in found]
+
+    def _decoded(self, found: Sequence[Any]) -> list[JobRecord]:
+        records = []
+        for row in found:
+            try:
+                records.append(rows.from_row(row)[0])
+            except CorruptFileError as error:
+                self.report(error)
+        return records
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def insert(self, writer: Writer, record: JobRecord) -> bool:
+        """Insert `record` unless its job id exists; whether it was inserted."""
+        seq = writer.next_seq()
+        done = writer.execute(f"{rows.INSERT} ON CONFLICT (job_id) DO NOTHING",
+                              rows.to_row(record, seq))
+        if done.rowcount != 1:
+            writer.sequence -= 1
+            return False
+        failpoint("store.db.batch_item")
+        return True
+
+    def create(self, writer: Writer, item: Submission, now: float, token: bytes, index: int,
+               count: int) -> JobRecord:
+        """Insert item `index` of a submission of `count`; an explicit id that exists is kept."""
+        if item.job_id is not None:
+            record = created(item.job_id, item, now)
+            if self.insert(writer, record):
+                return record
+            existing = self.fetch_in(writer, item.job_id)
+            assert existing is not None
+            return existing
+        for attempt in range(10):
+            job_id = (job_files.new_job_id(now, token) if count == 1 and attempt == 0 else
+                      job_files.new_batch_id(now, os.urandom(2) if attempt else token, index))
+            record = created(job_id, item, now)
+            if self.insert(writer, record):
+                return record
+        raise StoreError(f"could not find a free job id in {self.db.path}")
+
+    def fetch_in(self, writer: Writer, job_id: str) -> JobRecord | None:
+        found = writer.execute(f"{rows.SELECT} WHERE job_id=?", (job_id,)).fetchone()
+        return None if found is None else rows.from_row(found)[0]
+
+    def transition(self, writer: Writer, items: Iterable[Item], job_of: Callable[[Item], str],
+                   change: Callable[[JobRecord, Item], JobRecord]
+                   ) -> tuple[list[JobRecord], list[Refused]]:
+        """Apply `change` to each item's row in this transaction: (applied, refused)."""
+        applied: list[JobRecord] = []
+        refused: list[Refused] = []
+        for item in items:
+            job_id = job_of(item)
+            try:
+                old = self.fetch_in(writer, job_id)
+                if old is None:
+                    raise UnknownJobError(f"no job with id {job_id}; `harunner status` "
+                                          "lists jobs")
+                new = change(old, item)
+            except (StaleTransitionError, FencedError, CorruptFileError, UnknownJobError) as error:
+                refused.append((item, error))
+                continue
+            if new is not old:
+                self.write(writer, old, new)
+            applied.append(new)
+        return applied, refused
+
+    def write(self, writer: Writer, old: JobRecord, new: JobRecord) -> None:
+        """Replace `old` by `new`, fenced on `old`'s generation and state."""
+        done = writer.execute(rows.UPDATE, rows.update_parameters(new, old, writer.next_seq()))
+        if done.rowcount != 1:
+            raise StoreError(f"job {old.job_id}: the record changed inside a write "
+                             "transaction; this is a bug, please report it")
+        failpoint("store.db.batch_item")
+
+    def delete(self, writer: Writer, job_ids: list[str], older_than_wall: float) -> int:
+        """Delete those of `job_ids` that are still finished and older than the bound."""
+        count = 0
+        for job_id in job_ids:
+            done = writer.execute("DELETE FROM jobs WHERE job_id=? AND state IN (?, ?, ?) AND "
+                                  "updated_at<?", (job_id, *FINISHED, older_than_wall))
+            count += done.rowcount
+        return count

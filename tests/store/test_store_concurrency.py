@@ -1,0 +1,80 @@
+"""Several processes assign, take over, finish, cancel and retry the same jobs at once.
+
+Each racer loops over random subsets of five jobs, reading their records and then calling
+a batch method (or `cancel`/`retry`) with what it read, so most calls race on stale reads.
+Every applied change is printed with the record it produced and the call's monotonic start
+and end. The invariants:
+
+- one owner per generation: no two RUNNING records of a job at the same generation name
+  different owners;
+- a generation is never lowered: a change whose call started after another change of the
+  same job had returned has a generation at least as high, and the final record's is the
+  highest seen.
+
+Catches (seen failing): `UnfencedStore` in store_child.py, which computes each change from a
+read outside the write transaction and writes it without the compare-and-set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harunner.store import Store, Submission
+
+RACERS = 4
+SECONDS = 3.0
+JOBS = 5
+
+
+def _race(children, root: Path, mutant: str) -> tuple[list[tuple], Store, list[str]]:  # noqa: ANN001
+    store = Store(root)
+    jobs = [r.job_id for r in store.submit_many([Submission("jobs.demo", {})] * JOBS)]
+    started = [children.start("race", root, SECONDS, 100 + n, mutant or "-", *jobs)
+               for n in range(RACERS)]
+    changes = []
+    for child in started:
+        out, err = child.communicate(timeout=SECONDS + 60)
+        assert child.returncode == 0, err[-2000:]
+        for line in out.splitlines():
+            op, job, generation, slot, incarnation, state, start, end = line.split()
+            changes.append((job, int(generation), (int(slot), int(incarnation)), state,
+                            float(start), float(end), op))
+    return changes, store, jobs
+
+
+def _violations(changes: list[tuple], store: Store, jobs: list[str]) -> list[str]:
+    problems = []
+    owners: dict[tuple[str, int], set] = {}
+    for job, generation, owner, state, *_ in changes:
+        if state == "running":
+            owners.setdefault((job, generation), set()).add(owner)
+    problems += [f"job {job} generation {gen} had owners {sorted(found)}"
+                 for (job, gen), found in owners.items() if len(found) > 1]
+    by_end = sorted(changes, key=lambda change: change[5])
+    for job, generation, _, _, start, _, op in changes:
+        earlier = [c for c in by_end if c[0] == job and c[5] < start and c[1] > generation]
+        if earlier:
+            problems.append(f"{op} of {job} at generation {generation} after generation "
+                            f"{earlier[-1][1]} had been written")
+    for job in jobs:
+        highest = max([c[1] for c in changes if c[0] == job], default=0)
+        if store.get(job).generation < highest:
+            problems.append(f"job {job} ended at generation {store.get(job).generation} "
+                            f"below {highest}")
+    return problems
+
+
+@pytest.mark.integration
+def test_racing_processes_keep_one_owner_per_generation(children, tmp_path: Path) -> None:  # noqa: ANN001
+    changes, store, jobs = _race(children, tmp_path / "state", "")
+    ops = {change[6] for change in changes}
+    assert len(changes) >= 100 and ops >= {"assign", "take", "finish"}, (len(changes), ops)
+    assert _violations(changes, store, jobs) == []
+
+
+@pytest.mark.integration
+def test_a_store_without_compare_and_set_is_caught(children, tmp_path: Path) -> None:  # noqa: ANN001
+    changes, store, jobs = _race(children, tmp_path / "state", "unfenced")
+    assert _violations(changes, store, jobs), "the unfenced store went unnoticed"
