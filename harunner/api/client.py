@@ -31,6 +31,8 @@ from harunner.config import Config
 from harunner.errors import StaleTransitionError, UnknownJobError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Progress, Store, meta
 from harunner.store.layout import Layout
+from harunner.store.transitions import Submission as StoreSubmission
+from harunner.store.wakeup import wake
 
 POLL_S = 0.05
 JobRef = str | Callable[..., Any]
@@ -128,6 +130,7 @@ class Client:
             loaded = config_module.load(None if config is None else str(config), overrides)
         self.config = loaded
         self.store = Store.from_config(loaded)
+        self.layout = Layout(loaded.state_path)
 
     def submit(self, job: JobRef, /, **args: Any) -> JobHandle:
         """Check and durably store one job; `job` is a name or an `@job` function."""
@@ -137,7 +140,10 @@ class Client:
         """Check every (job, arguments) pair, then store them all; a bad one stores none."""
         checked = [self.prepare(job, args) for job, args in calls]
         check_state_dir(self.config.state_path)
-        records = [self._store_one(each) for each in checked]  # one call: store.submit_many
+        records = self.store.submit_many([
+            StoreSubmission(each.spec.name, each.args, each.spec.retries, each.spec.backoff,
+                            each.spec.timeout) for each in checked])
+        wake(self.layout.wake(slot) for slot in range(self.config.slots))
         return [JobHandle(record.job_id, self) for record in records]
 
     def submit_cli(self, name: str, items: Sequence[str]) -> JobHandle:
@@ -185,19 +191,15 @@ class Client:
 
     def jobs(self, state: JobState | str | Iterable[JobState | str] | None = None, *,
              name: str | None = None, limit: int | None = None,
-             before: float | None = None) -> list[JobRecord]:
-        """Jobs newest first, filtered by state(s) and exact name, at most `limit`."""
+             before: str | None = None) -> list[JobRecord]:
+        """Jobs newest first, filtered by state(s) and exact name, at most `limit`, older than
+        job `before` (the last id of the previous page)."""
         states = None if state is None else {JobState(s) for s in (
             [state] if isinstance(state, str | JobState) else state)}
         records = self.store.list_jobs(states, name=name, newest_first=True, before=before,
                                        limit=None if limit is None else limit + 1)
         shown = [r for r in records if r.job_id != SCHEDULER_JOB]
         return shown if limit is None else shown[:limit]
-
-    def _store_one(self, each: Submission) -> JobRecord:
-        spec = each.spec
-        return self.store.submit(spec.name, each.args, retries=spec.retries,
-                                 backoff=spec.backoff, timeout=spec.timeout)
 
 
 def _served(spec: JobSpec, served: Mapping[str, JobSpec], entries: Sequence[str]) -> JobSpec:

@@ -53,8 +53,7 @@ def list_jobs(client: Client, states: list[str] | None, name: str | None, limit:
         if state not in known:
             raise UsageError(f"--state {state!r} is not a job state; one of "
                              f"{', '.join(sorted(known))}")
-    bound = None if before is None else client.store.get(before).created_at
-    return client.jobs(states or None, name=name, limit=limit, before=bound)
+    return client.jobs(states or None, name=name, limit=limit, before=before)
 
 
 def list_table(records: list[JobRecord]) -> str:

@@ -7,8 +7,8 @@ imports 0.1.0's record files once; `locks` are the jobs' file locks;
 `layout` says where every file lives;
 `paxos_files` holds the slots' acceptor and proposer state; `meta` the
 cluster id, incarnations and the slot and supervisor locks; `events` the
-failover timeline. Everything below this folder writes files, nothing
-here opens a socket.
+failover timeline; `wakeup` the datagrams that ring the change feed's doorbell.
+Nothing here speaks ZeroMQ (that is `harunner.net`).
 """
 
 from harunner.store.jobs import CHECKPOINT_FAILPOINTS, FAILPOINTS, RECORD_FAILPOINTS, Store

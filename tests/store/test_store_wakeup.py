@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 from pathlib import Path
 
-from harunner.net.wake import MAX_DRAIN, WakeSocket, wake
+from harunner.store.wakeup import MAX_DRAIN, WakeSocket, wake
 
 
 def test_a_wake_reaches_a_listening_socket_and_makes_it_readable(tmp_path: Path) -> None:

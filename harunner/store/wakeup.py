@@ -1,4 +1,4 @@
-"""Wake-up datagrams: how a process outside the cluster nudges the runners at once.
+"""The change feed's doorbell: wake-up datagrams that tell the runners to look at the store now.
 
 A client that has just stored a job durably sends one datagram to each
 runner's `run/wake-<slot>.sock` (a Unix datagram socket in the 0700 run/
@@ -10,7 +10,8 @@ of datagrams and counts them as one wake-up.
 
 Invariants: sending never blocks and never fails the caller (a runner that is
 down, a full queue or a missing socket are ignored: the periodic look is the
-safety net); the runner binds its socket only while it holds its slot lock,
+safety net); it belongs to the store because it says only "the store changed";
+the runner binds its socket only while it holds its slot lock,
 so removing a stale socket file can never steal a live runner's socket.
 """
 
