@@ -21,7 +21,7 @@ def main() -> None:
     executor = Executor(Path(state_dir), (jobs_folder,), 2.0, start_method=start_method)
     executor.warm_up()
     executor.start(Store(Path(state_dir)).get(job_id))
-    print(f"worker {executor._workers[job_id].process.pid}", flush=True)
+    print(f"worker {executor.worker_pid(job_id)}", flush=True)
     announced = False
     while True:
         wait(executor.sentinels(), 0.02)

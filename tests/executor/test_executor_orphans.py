@@ -18,7 +18,7 @@ REPO = HERE.parent.parent
 @pytest.mark.integration
 @pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
 def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method):
-    harness = Harness(tmp_path)
+    harness = Harness(tmp_path, adopt_orphans=False)
     pid_file = harness.pid_file()
     record = harness.submit("executor_test_jobs.sleeper", {"pid_file": pid_file})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [

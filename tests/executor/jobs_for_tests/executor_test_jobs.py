@@ -39,9 +39,9 @@ def crash(ctx, code: int = 13):
 
 
 @job
-def kill_self(ctx):
-    """Die by SIGKILL."""
-    os.kill(os.getpid(), signal.SIGKILL)
+def abort(ctx):
+    """Die by SIGABRT, like a crash in C code."""
+    os.abort()
 
 
 @job
@@ -90,3 +90,9 @@ def print_and_return(ctx):
 def exit_zero(ctx):
     """Exit 0 without recording: the executor must not believe it succeeded."""
     os._exit(0)
+
+
+@job
+def whoami(ctx, value: int = 0):
+    """Return the worker's pid (to tell pool workers apart)."""
+    return {"pid": os.getpid(), "value": value}
