@@ -18,7 +18,8 @@ finds the worker as the previous one found it:
 What is not reset: imported modules and their globals, open files the job did
 not close, resource limits, threads. A job that leaves a thread running
 makes the worker retire after reporting (the executor starts a fresh one),
-and so does a `DurabilityError` (the worker crash-stops). Jobs that need
+and so does a `DurabilityError` (the worker crash-stops) and a job fenced
+while it ran (it was stopped at an arbitrary point, by an exception). Jobs that need
 a pristine process use `worker_mode = "process"`.
 
 Infrastructure faults: an exception that is, or was caused by, a
@@ -101,7 +102,7 @@ def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) 
                            retire=isinstance(error, DurabilityError))
     finally:
         left_threads = baseline.restore(logger)
-    if left_threads:
+    if left_threads or (outcome.kind == "fenced" and logger is not None):
         return _outcome(assignment, outcome.kind, outcome.result, outcome.error, retire=True)
     return outcome
 

@@ -228,8 +228,12 @@ class Executor:
         proc = self._busy.pop(job_id, None)
         if proc is None:
             return WorkerExit(job_id, generation, None, "killed")
-        if self._receive(proc) is not None:  # it had just reported: the worker is free again
-            self._release(proc)
+        reported = self._receive(proc)
+        if reported is not None:  # it had just reported: the worker is free again
+            if reported.retire:
+                self._retiring.append(proc)
+            else:
+                self._release(proc)
             return WorkerExit(job_id, generation, None, "killed")
         descendants.kill_tree(proc.pid, proc.pidfd)
         has_exited(proc.pidfd, REAP_WAIT)

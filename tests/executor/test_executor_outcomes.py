@@ -6,7 +6,7 @@ import signal
 import time
 
 import pytest
-from executor_harness import OTHER, wait_for, zombie_children
+from executor_harness import OTHER, alive, wait_for, zombie_children
 
 from harunner.store import JobState
 
@@ -76,6 +76,8 @@ def test_a_fenced_worker_exits_with_the_fenced_code_and_writes_nothing(harness):
     assert frozen.generation == record.generation
     assert harness.store.get(record.job_id) == taken
     assert "fenced" in harness.store.log_path(record.job_id).read_text()
+    worker_pid = int(open(pid_file).read().split()[0])
+    harness.loop(lambda: not alive(worker_pid))  # a fenced attempt retires its worker
 
 
 def test_a_job_that_swallows_the_fence_still_counts_as_fenced(harness):
