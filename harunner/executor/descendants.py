@@ -29,11 +29,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 MAX_ROUNDS = 50
 _HAS_CHILDREN_FILE = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()
 
 
 _adopters = 0  # executors of this process that asked to adopt orphans
+_was_subreaper = False  # whether the process was one before the first of them
 
 
 def become_subreaper(on: bool = True) -> bool:
@@ -42,20 +44,30 @@ def become_subreaper(on: bool = True) -> bool:
     return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0)
 
 
+def is_subreaper() -> bool:
+    """Whether this process is a child subreaper now."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    flag = ctypes.c_int(0)
+    return bool(libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0
+                and flag.value)
+
+
 def start_adopting() -> bool:
     """One more user of this process's subreaper role (the first one turns it on)."""
-    global _adopters
-    if _adopters == 0 and not become_subreaper():
-        return False
+    global _adopters, _was_subreaper
+    if _adopters == 0:
+        _was_subreaper = is_subreaper()
+        if not _was_subreaper and not become_subreaper():
+            return False
     _adopters += 1
     return True
 
 
 def stop_adopting() -> None:
-    """One user fewer; the last one turns the subreaper role off, as the process was."""
+    """One user fewer; the last one leaves the process as it was before the first."""
     global _adopters
     _adopters = max(0, _adopters - 1)
-    if _adopters == 0:
+    if _adopters == 0 and not _was_subreaper:
         become_subreaper(False)
 
 

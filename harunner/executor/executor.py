@@ -341,21 +341,26 @@ class Executor:
         ended = []
         for job_id, proc in list(self._busy.items()):
             outcome = self._receive(proc)
-            if outcome is None:
-                continue
-            del self._busy[job_id]
-            if outcome.retire:
-                self._retiring.append(proc)
-            else:
-                self._release(proc)
-            ended.append(Ended(self._jobs[job_id].record, outcome.kind, outcome.result,
-                               outcome.error))
+            if outcome is not None:
+                ended.append(self._reported(job_id, proc, outcome))
         return ended
+
+    def _reported(self, job_id: str, proc: WorkerProcess, outcome: Outcome) -> Ended:
+        del self._busy[job_id]
+        if outcome.retire:
+            self._retiring.append(proc)
+        else:
+            self._release(proc)
+        return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
     def _collect_deaths(self) -> list[Ended]:
         ended = []
         for job_id, proc in list(self._busy.items()):
             if not has_exited(proc.pidfd):
+                continue
+            outcome = self._receive(proc)  # sent just before it exited, after we looked
+            if outcome is not None:
+                ended.append(self._reported(job_id, proc, outcome))
                 continue
             del self._busy[job_id]
             code = self._bury(proc)
