@@ -1,7 +1,7 @@
 """Executor throughput: no-op jobs per second through the executor alone, pool vs process mode.
 
 Usage: python bench/executor_throughput.py [--jobs 1000] [--runs 3] [--concurrency 0]
-                                          [--modes pool,process]
+                                          [--modes pool,process] [--dir /dev/shm]
 
 Each run makes a store in a fresh temporary directory, submits and assigns
 `--jobs` no-op jobs (RUNNING, not timed), then drives one Executor like a
@@ -98,6 +98,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=0, help="0: one worker per core")
     parser.add_argument("--modes", default="pool,process")
+    parser.add_argument("--dir", default=None,
+                        help="where the temporary state directories go (e.g. /dev/shm, where "
+                             "fsync costs nothing, to see the executor's own ceiling)")
     options = parser.parse_args()
     modes = options.modes.split(",")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -106,7 +109,7 @@ def main() -> None:
     (Path(jobs_folder.name) / "bench_noop.py").write_text(JOB)
     for run in range(options.runs):
         for mode in modes if run % 2 == 0 else list(reversed(modes)):
-            with tempfile.TemporaryDirectory() as folder:
+            with tempfile.TemporaryDirectory(dir=options.dir) as folder:
                 result = one_run(mode, options.jobs, options.concurrency, Path(folder),
                                  Path(jobs_folder.name))
             results[mode].append(result)
