@@ -5,8 +5,8 @@ The runner calls `start(record)` for a job it owns (RUNNING at
 calls `reap(now)` and `check_timeouts(now)`; `kill(job_id)` when it loses
 ownership; `shutdown()` when it stops; `free_slots()` to assign no more jobs
 than it has free workers. See `harunner.executor.worker` for the worker's
-side, `attempt` for one attempt, `outcomes` for the rule of faults, and
-`launcher` for how workers start.
+side, `attempt` for one attempt, `outcomes` for the rule of faults, `pool`
+for the worker processes, and `launcher` for how workers start.
 
 Two modes. `worker_mode="pool"`: `concurrency` long-lived workers (default one
 per core), each running many jobs in turn; a job is handed to an idle worker
@@ -45,21 +45,13 @@ from pathlib import Path
 from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
 from harunner.executor import descendants, outcomes
 from harunner.executor.attempt import Assignment, Outcome
-from harunner.executor.launcher import (
-    REAP_WAIT,
-    Launcher,
-    WorkerProcess,
-    absolute_entry,
-    close_process,
-    has_exited,
-    signal_group,
-)
+from harunner.executor.launcher import Launcher, absolute_entry, signal_group
 from harunner.executor.outcomes import Ended, Finish
+from harunner.executor.pool import Pool
 from harunner.store import JobRecord, JobState, Store
 
 OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed", "infra")
 WORKER_MODES = ("pool", "process")
-SPARE_DELAY = 0.1      # process mode: after a start, wait this long before starting the next spare
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 log = logging.getLogger("harunner.executor")
 
@@ -112,23 +104,20 @@ class Executor:
                                   lock_timeout, start_method, preload_jobs=preload_jobs,
                                   owner=self)
         self._adopting = adopt_orphans and descendants.start_adopting()
+        self._pool = Pool(self._launcher, worker_mode, self.concurrency, spare, self._adopting)
         self._jobs: dict[str, _Job] = {}
         self._queue: deque[str] = deque()
-        self._busy: dict[str, WorkerProcess] = {}
-        self._idle: list[WorkerProcess] = []
-        self._retiring: list[WorkerProcess] = []
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
         self._record_retry_at: float | None = None
-        self._spare_at: float | None = None
 
     # -- starting ------------------------------------------------------------------
 
     def warm_up(self) -> None:
         """Start the forkserver and the workers now (pool: all of them; process: a spare)."""
         self._launcher.warm_up()
-        self._spare_at = time.monotonic()
-        self._fill(time.monotonic())
+        self._pool.spare_at = time.monotonic()
+        self._pool.fill(time.monotonic())
 
     def start(self, record: JobRecord, now: float | None = None) -> None:
         """Run `record` (RUNNING, owned by this runner) at its generation, now or when a
@@ -151,34 +140,34 @@ class Executor:
     def free_slots(self) -> int:
         """How many more jobs would start at once: `concurrency` minus the jobs not settled
         that need a worker (running, queued, waiting to resume)."""
-        return max(0, self.concurrency - len(self._busy) - len(self._queue) - len(self._waiting))
+        busy = len(self._pool.busy)
+        return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
 
     @property
     def spare_pid(self) -> int | None:
         """The pid of an idle worker waiting for a job, if there is one."""
-        return self._idle[-1].pid if self._idle else None
+        return self._pool.idle[-1].pid if self._pool.idle else None
 
     def worker_pid(self, job_id: str) -> int | None:
         """The pid of the worker running `job_id` now, if any."""
-        proc = self._busy.get(job_id)
+        proc = self._pool.busy.get(job_id)
         return proc.pid if proc is not None else None
 
     def worker_pids(self) -> list[int]:
         """The pids of every live worker, busy or idle."""
-        return [p.pid for p in [*self._busy.values(), *self._idle]]
+        return self._pool.pids()
 
     def sentinels(self) -> list[int]:
         """File descriptors that become readable when an outcome arrives or a worker exits."""
-        fds = [proc.connection.fileno() for proc in self._busy.values()]
-        procs = [*self._busy.values(), *self._idle, *self._retiring]
-        return fds + [proc.pidfd for proc in procs if proc.pidfd >= 0]
+        return self._pool.sentinels()
 
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
         times = [job.deadline if job.terminated_at is None else job.terminated_at + self.grace
-                 for job in map(self._jobs.__getitem__, self._busy) if job.deadline is not None]
+                 for job in map(self._jobs.__getitem__, self._pool.busy)
+                 if job.deadline is not None]
         times.extend(self._waiting.values())
-        for extra in (self._record_retry_at, self._spare_due()):
+        for extra in (self._record_retry_at, self._pool.spare_due()):
             if extra is not None:
                 times.append(extra)
         return min(times, default=None)
@@ -194,14 +183,14 @@ class Executor:
             if at <= now:
                 del self._waiting[job_id]
                 self._queue.append(job_id)
-        self._fill(now)
+        self._pool.fill(now)
         self._dispatch(now)
         return exits
 
     def check_timeouts(self, now: float) -> list[str]:
         """SIGTERM the worker group of each job past its timeout; SIGKILL the tree after grace."""
         signalled = []
-        for job_id, proc in self._busy.items():
+        for job_id, proc in self._pool.busy.items():
             job = self._jobs[job_id]
             if job.deadline is None or now < job.deadline:
                 continue
@@ -225,42 +214,26 @@ class Executor:
         self._waiting.pop(job_id, None)
         if job_id in self._queue:
             self._queue.remove(job_id)
-        proc = self._busy.pop(job_id, None)
-        if proc is None:
+        if job_id not in self._pool.busy:
             return WorkerExit(job_id, generation, None, "killed")
-        reported = self._receive(proc)
-        if reported is not None:  # it had just reported: the worker is free again
-            if reported.retire:
-                self._retiring.append(proc)
-            else:
-                self._release(proc)
-            return WorkerExit(job_id, generation, None, "killed")
-        descendants.kill_tree(proc.pid, proc.pidfd)
-        has_exited(proc.pidfd, REAP_WAIT)
-        return WorkerExit(job_id, generation, self._bury(proc), "killed")
+        return WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
 
     def shutdown(self) -> list[WorkerExit]:
         """Kill every job's worker and every idle worker, and reap them; records nothing."""
         exits = [exit for exit in map(self.kill, list(self._jobs)) if exit is not None]
-        for proc in [*self._idle, *self._retiring]:
-            descendants.kill_tree(proc.pid, proc.pidfd)
-        for proc in [*self._idle, *self._retiring]:
-            has_exited(proc.pidfd, REAP_WAIT)
-            self._bury(proc)
-        self._idle.clear()
-        self._retiring.clear()
+        self._pool.shutdown()
         if self._adopting:
-            self._adopting = False
+            self._adopting = self._pool.adopting = False
             descendants.stop_adopting()
         return exits
 
-    # -- workers -------------------------------------------------------------------
+    # -- starting and ending attempts --------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
         """Hand queued jobs to free workers, oldest first."""
         failures = 0
         while self._queue and failures <= self.concurrency:
-            proc = self._free_worker()
+            proc = self._pool.free_worker()
             if proc is None:
                 return
             job_id = self._queue[0]
@@ -269,127 +242,32 @@ class Executor:
                 proc.connection.send(Assignment(job_id, job.record.generation))
             except OSError as error:
                 log.warning("worker %d unusable (%s); using another", proc.pid, error)
-                self._bury(proc)
+                self._pool.bury(proc)
                 failures += 1
                 continue
             self._queue.popleft()
-            self._busy[job_id] = proc
+            self._pool.started(job_id, proc, now)
             job.started_at, job.terminated_at = now, None
             job.deadline = now + job.record.timeout if job.record.timeout else None
-            if self.worker_mode == "process" and self._spare_at is None:
-                self._spare_at = now + SPARE_DELAY
-
-    def _free_worker(self) -> WorkerProcess | None:
-        """An idle live worker, or a new one if there is room; None if all are busy."""
-        while self._idle:
-            proc = self._idle.pop()
-            if not has_exited(proc.pidfd):
-                return proc
-            self._bury(proc)
-        if len(self._busy) >= self.concurrency:
-            return None
-        return self._launch()
-
-    def _launch(self) -> WorkerProcess | None:
-        try:
-            return self._launcher.launch(1 if self.worker_mode == "process" else 0)
-        except (OSError, EOFError) as error:
-            log.warning("cannot start a worker: %s", error)
-            return None
-
-    def _fill(self, now: float) -> None:
-        """Pool: keep `concurrency` workers alive. Process: one spare, SPARE_DELAY after a start."""
-        if self.worker_mode == "pool":
-            while len(self._busy) + len(self._idle) < self.concurrency:
-                proc = self._launch()
-                if proc is None:
-                    return
-                self._idle.append(proc)
-            return
-        due = self._spare_due()
-        if due is not None and now >= due:
-            self._spare_at = None
-            proc = self._launch()
-            if proc is not None:
-                self._idle.append(proc)
-
-    def _spare_due(self) -> float | None:
-        if self.worker_mode != "process" or not self._keep_spare or self._idle:
-            return None
-        if len(self._busy) >= self.concurrency:
-            return None
-        return self._spare_at
-
-    def _release(self, proc: WorkerProcess) -> None:
-        """A worker that reported: idle again (pool) or on its way out (process)."""
-        if self.worker_mode == "process":
-            self._retiring.append(proc)
-        else:
-            self._idle.append(proc)
-
-    def _receive(self, proc: WorkerProcess) -> Outcome | None:
-        """The outcome waiting on the worker's pipe, if there is one (never blocks long)."""
-        try:
-            if not proc.connection.poll():
-                return None
-            outcome = proc.connection.recv()
-        except (EOFError, OSError):
-            return None
-        return outcome if isinstance(outcome, Outcome) else None
 
     def _collect_outcomes(self) -> list[Ended]:
-        ended = []
-        for job_id, proc in list(self._busy.items()):
-            outcome = self._receive(proc)
-            if outcome is not None:
-                ended.append(self._reported(job_id, proc, outcome))
-        return ended
+        return [self._ended(job_id, outcome) for job_id, outcome in self._pool.outcomes()]
 
-    def _reported(self, job_id: str, proc: WorkerProcess, outcome: Outcome) -> Ended:
-        del self._busy[job_id]
-        if outcome.retire:
-            self._retiring.append(proc)
-        else:
-            self._release(proc)
+    def _ended(self, job_id: str, outcome: Outcome) -> Ended:
         return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
     def _collect_deaths(self) -> list[Ended]:
         ended = []
-        for job_id, proc in list(self._busy.items()):
-            if not has_exited(proc.pidfd):
+        for job_id, death in self._pool.deaths():
+            if isinstance(death, Outcome):
+                ended.append(self._ended(job_id, death))
                 continue
-            outcome = self._receive(proc)  # sent just before it exited, after we looked
-            if outcome is not None:
-                ended.append(self._reported(job_id, proc, outcome))
-                continue
-            del self._busy[job_id]
-            code = self._bury(proc)
             job = self._jobs[job_id]
-            ended.append(outcomes.from_death(job.record, code, job.terminated_at is not None,
+            ended.append(outcomes.from_death(job.record, death, job.terminated_at is not None,
                                              job.kills))
-            if code == -signal.SIGKILL and job.terminated_at is None:
+            if death == -signal.SIGKILL and job.terminated_at is None:
                 job.kills += 1
-        for pool in (self._idle, self._retiring):
-            for proc in [p for p in pool if has_exited(p.pidfd)]:
-                pool.remove(proc)
-                self._bury(proc, sweep=pool is self._idle)
         return ended
-
-    def _bury(self, proc: WorkerProcess, sweep: bool = True) -> int:
-        """Make sure the worker is dead, reap it, kill what it left behind; its exit code."""
-        if not has_exited(proc.pidfd):
-            descendants.kill_tree(proc.pid, proc.pidfd)
-            has_exited(proc.pidfd, REAP_WAIT)
-        signal_group(proc.pid, -1, signal.SIGKILL)  # whatever is left in its group
-        code = close_process(proc.process, proc.pidfd)
-        proc.connection.close()
-        if self._adopting and self._launcher.start_method == "forkserver":
-            descendants.reap_if_child(proc.pid)  # re-parented to us if the forkserver died
-        if sweep and self._adopting:
-            known = self._launcher.known_pids() | set(self.worker_pids()) | {proc.pid}
-            known |= {p.pid for p in self._retiring}
-            descendants.kill_and_reap(descendants.orphans_of(proc.pid, proc.start_ticks, known))
-        return 255 if code is None else code
 
     # -- recording -----------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     records = [pool.submit("executor_test_jobs.succeed", {"value": v}) for v in (1, 2)]
     for record in records:
         pool.executor.start(record)
-    busy = list(pool.executor._busy.values())
+    busy = list(pool.executor._pool.busy.values())
     wait_for(lambda: all(proc.connection.poll() for proc in busy))
     exits = pool.executor.reap(0.0)
     assert sorted(e.outcome for e in exits) == ["succeeded", "succeeded"]
