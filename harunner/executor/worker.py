@@ -69,7 +69,6 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
     """The worker's target: set up, then run assignments until the pipe closes or max_jobs."""
     prepare(setup)
     logging.getLogger("harunner.job")  # a real parent: job loggers do not pile up under it
-    store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
     done = 0
     while not max_jobs or done < max_jobs:
         try:
@@ -78,6 +77,8 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             _exit(EXIT_DONE)
         if not isinstance(assignment, Assignment):
             continue
+        # A Store per attempt: what it caches per job (lock objects) must not pile up here.
+        store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
         outcome = run_attempt(store, assignment, setup.job_entries)
         done += 1
         try:
