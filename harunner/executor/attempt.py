@@ -29,6 +29,7 @@ Infrastructure faults: an exception that is, or was caused by, a
 
 from __future__ import annotations
 
+import _signal
 import contextlib
 import logging
 import os
@@ -55,7 +56,7 @@ from harunner.executor.descendants import kill_own_descendants
 from harunner.store import JobState, Store
 
 KINDS = ("succeeded", "failed", "fenced", "infra")
-_SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+_SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class Baseline:
         self.umask = os.umask(0o077)
         os.umask(self.umask)
         self.path = list(sys.path)
-        self.handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+        self.handlers = {s: _signal.getsignal(s) for s in _SIGNALS}  # (C: no enum per signal)
         self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         self.root_handlers = list(logging.root.handlers)
         self.root_level = logging.root.level
@@ -215,7 +216,7 @@ class Baseline:
         os.umask(self.umask)
         sys.path[:] = self.path
         for signum, action in self.handlers.items():
-            if action is not None and signal.getsignal(signum) is not action:
+            if action is not None and _signal.getsignal(signum) is not action:
                 with contextlib.suppress(OSError, ValueError, TypeError):
                     signal.signal(signum, action)
         signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
