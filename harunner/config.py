@@ -29,6 +29,7 @@ ENV_PREFIX = "HARUNNER_"
 DEFAULT_FILES = ("harunner.toml", "config/harunner.toml")
 START_METHODS = ("spawn", "forkserver")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WORKER_MODES = ("pool", "process")
 RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
 
 log = logging.getLogger("harunner.config")
@@ -51,6 +52,8 @@ class Config:
     worker_grace_ms: int = 1000
     stop_timeout_ms: int = 5000
     start_method: str = "forkserver"
+    concurrency: int = 0
+    worker_mode: str = "pool"
     log_level: str = "info"
     retention: str = ""
     source: str = field(default="defaults", compare=False)
@@ -86,6 +89,10 @@ class Config:
                  "respawn_backoff_max_ms", "must be at least respawn_backoff_ms")
         _require(self.start_method in START_METHODS, origin, "start_method",
                  f"is {self.start_method!r}; allowed: {', '.join(START_METHODS)}")
+        _require(self.concurrency >= 0, origin, "concurrency",
+                 f"is {self.concurrency}; 0 (one worker per core) or a positive number")
+        _require(self.worker_mode in WORKER_MODES, origin, "worker_mode",
+                 f"is {self.worker_mode!r}; allowed: {', '.join(WORKER_MODES)}")
         _require(self.log_level in LOG_LEVELS, origin, "log_level",
                  f"is {self.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
         _require(bool(self.jobs), origin, "jobs", "is empty; list at least one module or folder")

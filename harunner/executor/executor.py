@@ -1,64 +1,69 @@
-"""The executor: runs each job the runner owns in a worker process it can kill.
+"""The executor: runs the jobs a runner owns on worker processes it can kill.
 
 The runner calls `start(record)` for a job it owns (RUNNING at
 `record.generation`), waits on `sentinels()` with the rest of its loop, then
 calls `reap(now)` and `check_timeouts(now)`; `kill(job_id)` when it loses
-ownership; `shutdown()` when it stops. See `harunner.worker` for the worker's
-side and its exit codes, and `harunner.launcher` for how workers start (the
-multiprocessing context, the forkserver, the spare worker that takes a job
-in a few milliseconds).
+ownership; `shutdown()` when it stops; `free_slots()` to assign no more jobs
+than it has free workers. See `harunner.executor.worker` for the worker's
+side, `attempt` for one attempt, `outcomes` for the rule of faults, `pool`
+for the worker processes, and `launcher` for how workers start.
+
+Two modes. `worker_mode="pool"`: `concurrency` long-lived workers (default one
+per core), each running many jobs in turn; a job is handed to an idle worker
+over its pipe and the worker sends the outcome back. `worker_mode="process"`:
+one fresh worker per job (it exits after reporting), with one spare started
+in advance. Jobs beyond the free workers wait in a FIFO queue and still count
+in `running()` (a takeover must never be refused for want of a worker).
 
 Responsibilities and invariants:
-- A worker is a process-group leader: every kill (timeout, lost ownership,
-  shutdown, and the clean-up after any exit) goes to its whole group, so the
-  job's own children die with it. The worker itself is signalled through a
-  pidfd opened at start, which cannot hit a recycled pid.
-- Every attempt that ends without the worker recording it (a crash, a signal,
-  a timeout) is recorded here as a failed attempt, with the retry time of the
-  record's policy, and only after the worker is confirmed dead; the write is
-  fenced, and a `FencedError` only means a newer owner has the job. `kill`
-  records nothing: the job belongs to someone else.
-- Timeouts use the monotonic `now` passed in; retry times use the wall clock
-  (`clock`), like the store's `not_before`.
+- Outcomes are recorded here, never by workers: every attempt that ended in
+  one `reap` is recorded through one `_record_outcomes` call. A write refused
+  as fenced only means a newer owner has the job; a store error keeps the
+  outcome and retries it on a later `reap` (the job stays in `running()`).
+- A job's crash, timeout, lost ownership or cancel kills only its worker and
+  that worker's descendants (found through /proc, setsid() or not: workers
+  are child subreapers, and so is this process, so that a dead worker's
+  orphans come here and are killed when it is buried); the worker is replaced.
+- An infrastructure fault (see `outcomes`) records nothing: the attempt is
+  re-run from its checkpoint after a short capped wait, attempts unchanged.
+- A worker is signalled only through its pidfd, which cannot hit a recycled
+  pid. Timeouts use the monotonic `now` passed in; retry times use the wall
+  clock (`clock`), like the store's `not_before`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from harunner.api import retry_at
-from harunner.errors import (
-    FencedError,
-    HarunnerError,
-    StaleTransitionError,
-    StoreError,
-)
-from harunner.executor import worker
-from harunner.executor.launcher import (
-    REAP_WAIT,
-    Launcher,
-    absolute_entry,
-    close_process,
-    has_exited,
-    signal_group,
-)
+from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
+from harunner.executor import descendants, outcomes
+from harunner.executor.attempt import Assignment, Outcome
+from harunner.executor.launcher import Launcher, absolute_entry, signal_group
+from harunner.executor.outcomes import Ended, Finish
+from harunner.executor.pool import Pool
 from harunner.store import JobRecord, JobState, Store
 
-OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed")
-_RECORDED = {worker.EXIT_SUCCEEDED: "succeeded", worker.EXIT_FAILED: "failed",
-             worker.EXIT_RETRYING: "retrying"}
+OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed", "infra")
+WORKER_MODES = ("pool", "process")
+RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 log = logging.getLogger("harunner.executor")
 
 
 @dataclass(frozen=True)
 class WorkerExit:
-    """How a worker ended: `outcome` is one of OUTCOMES; `exitcode` < 0 is a signal."""
+    """How an attempt ended: `outcome` is one of OUTCOMES.
+
+    `exitcode` is the worker's exit code (< 0: a signal) when the worker died
+    or was killed, None when the worker reported the outcome itself. "infra":
+    not recorded; the job stays in `running()` and is re-run from its checkpoint.
+    """
 
     job_id: str
     generation: int
@@ -67,176 +72,262 @@ class WorkerExit:
 
 
 @dataclass
-class _Worker:
+class _Job:
     record: JobRecord
-    process: BaseProcess
-    pidfd: int
-    deadline: float | None
+    deadline: float | None = None
     terminated_at: float | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
+    started_at: float | None = None
+    kills: int = 0
+    faults: int = 0
 
 
 class Executor:
-    """The worker processes of one runner, by job id, and one spare worker ready to go."""
+    """The jobs of one runner on its worker processes (see the module docstring)."""
 
     def __init__(self, state_dir: Path, job_entries: Sequence[str], lock_timeout: float,
                  start_method: str = "forkserver", grace: float = 1.0, *,
-                 preload_jobs: bool = True, spare: bool = True,
+                 concurrency: int = 0, worker_mode: str = "pool", preload_jobs: bool = True,
+                 spare: bool = True, adopt_orphans: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method {start_method!r}: use 'forkserver' or 'spawn'")
+        if worker_mode not in WORKER_MODES:
+            raise ValueError(f"worker_mode {worker_mode!r}: use 'pool' or 'process'")
         self.state_dir = Path(state_dir).resolve()
-        self.job_entries = tuple(absolute_entry(entry) for entry in job_entries)
-        self.lock_timeout = lock_timeout
-        self.start_method = start_method
         self.grace = grace
+        self.worker_mode = worker_mode
+        self.concurrency = concurrency if concurrency > 0 else max(1, os.cpu_count() or 1)
+        self._keep_spare = spare
         self._clock = clock
         self._store = Store(self.state_dir, lock_timeout=lock_timeout)
-        self._launcher = Launcher(self.state_dir, self.job_entries, lock_timeout, start_method,
-                                  preload_jobs=preload_jobs, spare=spare, owner=self)
-        self._workers: dict[str, _Worker] = {}
-        self._unrecorded: dict[str, tuple[_Worker, int, str, str]] = {}
+        self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
+                                  lock_timeout, start_method, preload_jobs=preload_jobs,
+                                  owner=self)
+        self._adopting = adopt_orphans and descendants.start_adopting()
+        self._pool = Pool(self._launcher, worker_mode, self.concurrency, spare, self._adopting)
+        self._jobs: dict[str, _Job] = {}
+        self._queue: deque[str] = deque()
+        self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
+        self._unrecorded: dict[str, Ended] = {}
+        self._record_retry_at: float | None = None
 
     # -- starting ------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Start the forkserver and the spare worker now, so the first job starts fast."""
+        """Start the forkserver and the workers now (pool: all of them; process: a spare)."""
         self._launcher.warm_up()
+        self._pool.spare_at = time.monotonic()
+        self._pool.fill(time.monotonic())
 
     def start(self, record: JobRecord, now: float | None = None) -> None:
-        """Start a worker for `record` (RUNNING, owned by this runner) at its generation."""
-        if record.job_id in self._workers or record.job_id in self._unrecorded:
+        """Run `record` (RUNNING, owned by this runner) at its generation, now or when a
+        worker is free."""
+        if record.job_id in self._jobs:
             raise HarunnerError(f"job {record.job_id} already has a worker in this runner")
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        process, pidfd = self._launcher.start_job(record.job_id, record.generation, now)
-        deadline = now + record.timeout if record.timeout else None
-        self._workers[record.job_id] = _Worker(record, process, pidfd, deadline)
+        self._jobs[record.job_id] = _Job(record)
+        self._queue.append(record.job_id)
+        self._dispatch(now)
 
     # -- watching ------------------------------------------------------------------
 
     def running(self) -> dict[str, int]:
-        """Job id -> generation of every job whose worker is not yet settled."""
-        jobs = {job_id: w.record.generation for job_id, w in self._workers.items()}
-        jobs.update({job_id: u[0].record.generation for job_id, u in self._unrecorded.items()})
-        return jobs
+        """Job id -> generation of every job not yet settled (running, queued, resuming)."""
+        return {job_id: job.record.generation for job_id, job in self._jobs.items()}
+
+    def free_slots(self) -> int:
+        """How many more jobs would start at once: `concurrency` minus the jobs not settled
+        that need a worker (running, queued, waiting to resume)."""
+        busy = len(self._pool.busy)
+        return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
 
     @property
     def spare_pid(self) -> int | None:
-        """The pid of the spare worker waiting for a job, if there is one."""
-        return self._launcher.spare_pid
+        """The pid of an idle worker waiting for a job, if there is one."""
+        return self._pool.idle[-1].pid if self._pool.idle else None
+
+    def worker_pid(self, job_id: str) -> int | None:
+        """The pid of the worker running `job_id` now, if any."""
+        proc = self._pool.busy.get(job_id)
+        return proc.pid if proc is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """The pids of every live worker, busy or idle."""
+        return self._pool.pids()
 
     def sentinels(self) -> list[int]:
-        """Handles that become ready when a worker exits (for connection.wait)."""
-        return [w.process.sentinel for w in self._workers.values()]
+        """File descriptors that become readable when an outcome arrives or a worker exits."""
+        return self._pool.sentinels()
 
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
-        times = [w.deadline if w.terminated_at is None else w.terminated_at + self.grace
-                 for w in self._workers.values() if w.deadline is not None]
-        if self._launcher.replenish_at is not None:
-            times.append(self._launcher.replenish_at)
+        times = [job.deadline if job.terminated_at is None else job.terminated_at + self.grace
+                 for job in map(self._jobs.__getitem__, self._pool.busy)
+                 if job.deadline is not None]
+        times.extend(self._waiting.values())
+        for extra in (self._record_retry_at, self._pool.spare_due()):
+            if extra is not None:
+                times.append(extra)
         return min(times, default=None)
 
     def reap(self, now: float) -> list[WorkerExit]:
-        """Settle every worker that has exited, recording attempts it left unrecorded.
-
-        Also starts the next spare worker once SPARE_DELAY has passed since a
-        start, so that it does not compete for the CPU with a job just started.
-        """
-        self._launcher.replenish_if_due(now)
-        exits = [exit for exit in map(self._retry_unrecorded, list(self._unrecorded)) if exit]
-        for job_id, w in list(self._workers.items()):
-            if w.process.exitcode is None and not has_exited(w.pidfd):
-                continue
-            del self._workers[job_id]
-            settled = self._settle(w, self._wait_dead(w))
-            if settled is not None:
-                exits.append(settled)
+        """Collect outcomes and deaths, record them in one batch, resume and start jobs."""
+        ended = self._collect_outcomes() + self._collect_deaths()
+        if self._unrecorded and (self._record_retry_at is None or self._record_retry_at <= now):
+            ended += [item for item in self._unrecorded.values() if item not in ended]
+            self._record_retry_at = None
+        exits = self._settle(ended, now)
+        for job_id, at in list(self._waiting.items()):
+            if at <= now:
+                del self._waiting[job_id]
+                self._queue.append(job_id)
+        self._pool.fill(now)
+        self._dispatch(now)
         return exits
 
     def check_timeouts(self, now: float) -> list[str]:
-        """SIGTERM the groups of workers past their timeout, SIGKILL after the grace."""
+        """SIGTERM the worker group of each job past its timeout; SIGKILL the tree after grace."""
         signalled = []
-        for job_id, w in self._workers.items():
-            if w.deadline is None or now < w.deadline:
+        for job_id, proc in self._pool.busy.items():
+            job = self._jobs[job_id]
+            if job.deadline is None or now < job.deadline:
                 continue
-            if w.terminated_at is None:
-                w.terminated_at = now
-                signal_group(w.pid, w.pidfd, signal.SIGTERM)
+            if job.terminated_at is None:
+                job.terminated_at = now
+                signal_group(proc.pid, proc.pidfd, signal.SIGTERM)
                 signalled.append(job_id)
-            elif now >= w.terminated_at + self.grace:
-                signal_group(w.pid, w.pidfd, signal.SIGKILL)
+            elif now >= job.terminated_at + self.grace:
+                descendants.kill_tree(proc.pid, proc.pidfd)
         return signalled
 
     # -- stopping ------------------------------------------------------------------
 
     def kill(self, job_id: str) -> WorkerExit | None:
-        """SIGKILL the job's worker group now and reap it; records nothing."""
-        unrecorded = self._unrecorded.pop(job_id, None)
-        if unrecorded is not None:
-            return WorkerExit(job_id, unrecorded[0].record.generation, unrecorded[1], "killed")
-        w = self._workers.pop(job_id, None)
-        if w is None:
+        """Stop `job_id` now: SIGKILL its worker and all its descendants; records nothing."""
+        job = self._jobs.pop(job_id, None)
+        if job is None:
             return None
-        signal_group(w.pid, w.pidfd, signal.SIGKILL)
-        return WorkerExit(job_id, w.record.generation, self._wait_dead(w), "killed")
+        generation = job.record.generation
+        self._unrecorded.pop(job_id, None)
+        self._waiting.pop(job_id, None)
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+        if job_id not in self._pool.busy:
+            return WorkerExit(job_id, generation, None, "killed")
+        return WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
 
     def shutdown(self) -> list[WorkerExit]:
-        """Kill and reap every worker; records nothing."""
-        self._launcher.discard_spare()
-        job_ids = list(self._workers) + list(self._unrecorded)
-        return [exit for exit in map(self.kill, job_ids) if exit is not None]
+        """Kill every job's worker and every idle worker, and reap them; records nothing."""
+        exits = [exit for exit in map(self.kill, list(self._jobs)) if exit is not None]
+        self._pool.shutdown()
+        if self._adopting:
+            self._adopting = self._pool.adopting = False
+            descendants.stop_adopting()
+        return exits
 
-    # -- settling ------------------------------------------------------------------
+    # -- starting and ending attempts --------------------------------------------------
 
-    def _wait_dead(self, w: _Worker) -> int:
-        """Make sure the worker and its group are gone; release its handles; its exit code."""
-        pid = w.process.pid
-        assert pid is not None
-        if not has_exited(w.pidfd):
-            signal_group(pid, w.pidfd, signal.SIGKILL)  # reported gone but alive: lost forkserver
-            has_exited(w.pidfd, REAP_WAIT)
-        signal_group(pid, -1, signal.SIGKILL)  # whatever the job left in its group
-        code = close_process(w.process, w.pidfd)
-        return 255 if code is None else code
+    def _dispatch(self, now: float) -> None:
+        """Hand queued jobs to free workers, oldest first."""
+        failures = 0
+        while self._queue and failures <= self.concurrency:
+            proc = self._pool.free_worker()
+            if proc is None:
+                return
+            job_id = self._queue[0]
+            job = self._jobs[job_id]
+            try:
+                proc.connection.send(Assignment(job_id, job.record.generation))
+            except OSError as error:
+                log.warning("worker %d unusable (%s); using another", proc.pid, error)
+                self._pool.bury(proc)
+                failures += 1
+                continue
+            self._queue.popleft()
+            self._pool.started(job_id, proc, now)
+            job.started_at, job.terminated_at = now, None
+            job.deadline = now + job.record.timeout if job.record.timeout else None
 
-    def _settle(self, w: _Worker, code: int) -> WorkerExit | None:
-        if code == worker.EXIT_FENCED:
-            return WorkerExit(w.record.job_id, w.record.generation, code, "fenced")
-        if code in _RECORDED and not self._still_ours(w):
-            return WorkerExit(w.record.job_id, w.record.generation, code, _RECORDED[code])
-        if w.terminated_at is not None:
-            return self._record(w, code, "timeout", f"timed out after {w.record.timeout:g}s")
-        return self._record(w, code, "crashed", f"worker {worker.describe_exit(code)}")
+    def _collect_outcomes(self) -> list[Ended]:
+        return [self._ended(job_id, outcome) for job_id, outcome in self._pool.outcomes()]
 
-    def _still_ours(self, w: _Worker) -> bool:
-        """Whether the record is still RUNNING at the worker's generation (nothing recorded)."""
-        record = self._store.get(w.record.job_id)
-        return record.state is JobState.RUNNING and record.generation == w.record.generation
+    def _ended(self, job_id: str, outcome: Outcome) -> Ended:
+        return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
-    def _record(self, w: _Worker, code: int, outcome: str, error: str) -> WorkerExit | None:
-        """Record the failed attempt (retry per policy); fenced means another owner has it."""
-        job_id, generation = w.record.job_id, w.record.generation
-        try:
-            record = self._store.get(job_id)
-            if record.state is not JobState.RUNNING or record.generation != generation:
-                return WorkerExit(job_id, generation, code, "fenced")
-            self._store.finish(job_id, generation, error=error,
-                               retry_at=retry_at(record, self._clock()))
-        except (FencedError, StaleTransitionError):
-            return WorkerExit(job_id, generation, code, "fenced")
-        except StoreError as problem:
-            self._unrecorded[job_id] = (w, code, outcome, error)
-            log.warning("could not record the end of job %s (%s); will retry", job_id, problem)
-            return None
-        return WorkerExit(job_id, generation, code, outcome)
+    def _collect_deaths(self) -> list[Ended]:
+        ended = []
+        for job_id, death in self._pool.deaths():
+            if isinstance(death, Outcome):
+                ended.append(self._ended(job_id, death))
+                continue
+            job = self._jobs[job_id]
+            ended.append(outcomes.from_death(job.record, death, job.terminated_at is not None,
+                                             job.kills))
+            if death == -signal.SIGKILL and job.terminated_at is None:
+                job.kills += 1
+        return ended
 
-    def _retry_unrecorded(self, job_id: str) -> WorkerExit | None:
-        w, code, outcome, error = self._unrecorded.pop(job_id)
-        return self._record(w, code, outcome, error)
+    # -- recording -----------------------------------------------------------------
+
+    def _settle(self, ended: list[Ended], now: float) -> list[WorkerExit]:
+        """Record every attempt in `ended` (one batch), resume infrastructure faults."""
+        exits, pending = [], []
+        for item in ended:
+            self._unrecorded.pop(item.record.job_id, None)
+            finish = outcomes.finish_of(item, self._clock())
+            if item.kind == "infra":
+                exits.append(self._resume(item, now))
+            elif finish is None:
+                exits.append(self._done(item, "fenced"))
+            else:
+                pending.append((item, finish))
+        results = self._record_outcomes([finish for _, finish in pending])
+        for (item, _), result in zip(pending, results, strict=True):
+            if isinstance(result, FencedError | StaleTransitionError):
+                exits.append(self._done(item, "fenced"))
+            elif isinstance(result, StoreError):
+                log.warning("could not record the end of job %s (%s); will retry",
+                            item.record.job_id, result)
+                self._unrecorded[item.record.job_id] = item
+                self._record_retry_at = now + RECORD_RETRY
+            else:
+                exits.append(self._done(item, _label(item.kind, result)))
+        return exits
+
+    def _record_outcomes(self, finishes: list[Finish]) -> list[JobRecord | StoreError]:
+        """Write every finish; per finish, the new record or the store's refusal, in order."""
+        results: list[JobRecord | StoreError] = []
+        for f in finishes:
+            try:
+                results.append(self._store.finish(f.job_id, f.generation, result=f.result,
+                                                  error=f.error, retry_at=f.retry_at))
+            except StoreError as refused:
+                results.append(refused)
+        return results
+
+    def _done(self, item: Ended, outcome: str) -> WorkerExit:
+        self._jobs.pop(item.record.job_id, None)
+        return WorkerExit(item.record.job_id, item.record.generation, item.exitcode, outcome)
+
+    def _resume(self, item: Ended, now: float) -> WorkerExit:
+        """Re-run the attempt from its checkpoint after a short wait; record nothing."""
+        job = self._jobs[item.record.job_id]
+        job.faults += 1
+        delay = outcomes.resume_delay(job.faults)
+        outcomes.log_infra(self._store.log_path(item.record.job_id), item, delay)
+        log.warning("job %s: infrastructure fault (%s); resuming in %gs, not counted",
+                    item.record.job_id, item.error, delay)
+        job.deadline = job.terminated_at = None
+        self._waiting[item.record.job_id] = now + delay
+        return WorkerExit(item.record.job_id, item.record.generation, item.exitcode, "infra")
+
+
+def _label(kind: str, record: JobRecord) -> str:
+    """The WorkerExit outcome for a recorded attempt of `kind` that left `record`."""
+    if kind == "succeeded":
+        return "succeeded" if record.state is JobState.SUCCEEDED else "failed"
+    if kind == "failed":
+        return "retrying" if record.state is JobState.PENDING else "failed"
+    return kind

@@ -1,24 +1,22 @@
-"""The launcher: starts the worker processes of one runner, keeping a spare one ready.
+"""The launcher: starts the worker processes of one runner, each with a pipe and a pidfd.
 
-The executor gets a worker for a job from `start_job` (the process and a
-pidfd for it), calls `replenish_if_due(now)` when it reaps and
-`discard_spare()` when it shuts down. The launcher knows nothing of outcomes,
-timeouts or the store; it also holds the process-handle helpers both use.
+The executor asks `launch(max_jobs)` for a new worker (a `WorkerProcess`:
+the process, a pidfd for it, and the executor's end of a duplex pipe). The
+launcher knows nothing of jobs, outcomes or the store; it also holds the
+process-handle helpers the executor uses.
 
 Responsibilities and invariants:
 - One multiprocessing context (forkserver or spawn), created inside the
   runner process on first use, never at import; creating it registers the
   owner's `shutdown` (weakly) to run at exit, before multiprocessing joins
   every child.
-- The forkserver preloads `harunner.worker` and, if asked, the job modules;
-  if that kills it, it restarts without them for good. No launched process
-  re-runs the runner's `__main__`.
-- At most one spare worker, already set up, waits on a pipe for a (job id,
-  generation); a spare found dead is discarded and a fresh worker started.
-  The next spare starts SPARE_DELAY after a job start, not during it.
+- The forkserver preloads `harunner.executor.worker` and, if asked, the job
+  modules; if that kills it, it restarts without them for good. No launched
+  process re-runs the runner's `__main__`.
 - Every worker comes with a pidfd opened right after it starts (-1 if it
   has already exited); the process itself is only signalled through it, so
-  a recycled pid is never hit.
+  a recycled pid is never hit. The worker's end of the pipe is closed here
+  once the worker has it, so the executor's end reads EOF when the worker dies.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from harunner.api.discovery import module_names
 from harunner.executor import worker
 
 REAP_WAIT = 2.0
-SPARE_DELAY = 0.1  # after a start, wait this long before starting the next spare
 FORKSERVER_RETRIES = 40
 log = logging.getLogger("harunner.launcher")
 
@@ -57,17 +54,21 @@ class Owner(Protocol):
 
 
 @dataclass
-class _Spare:
+class WorkerProcess:
+    """A launched worker: its process, a pidfd, the executor's end of its pipe."""
+
     process: BaseProcess
+    pid: int
     pidfd: int
     connection: Connection
+    start_ticks: int
 
 
 class Launcher:
-    """Starts workers through one lazily created multiprocessing context, with one spare."""
+    """Starts workers through one lazily created multiprocessing context."""
 
     def __init__(self, state_dir: Path, job_entries: tuple[str, ...], lock_timeout: float,
-                 start_method: str, *, preload_jobs: bool, spare: bool, owner: Owner) -> None:
+                 start_method: str, *, preload_jobs: bool, owner: Owner) -> None:
         self.state_dir = state_dir
         self.job_entries = job_entries
         self.lock_timeout = lock_timeout
@@ -75,48 +76,25 @@ class Launcher:
         self._owner = weakref.ref(owner)
         self._context: BaseContext | None = None
         self._preloading_jobs = preload_jobs and start_method == "forkserver"
-        self._keep_spare = spare
-        self._spare: _Spare | None = None
-        self._replenish_at: float | None = None
         self._setup: worker.WorkerSetup | None = None
 
-    @property
-    def spare_pid(self) -> int | None:
-        """The pid of the spare worker waiting for a job, if there is one."""
-        return self._spare.process.pid if self._spare is not None else None
-
-    @property
-    def replenish_at(self) -> float | None:
-        """The monotonic time at which the next spare worker is due, if one is."""
-        return self._replenish_at
-
     def warm_up(self) -> None:
-        """Start the forkserver and the spare worker now, so the first job starts fast."""
+        """Start the forkserver now (a no-op process through it), so workers start fast."""
         process = self._launch(worker.ping, (), "harunner-warm-up")
         process.join()
         process.close()
-        self._replenish()
 
-    def start_job(self, job_id: str, generation: int, now: float) -> tuple[BaseProcess, int]:
-        """A worker running the job at `generation` (the spare if alive), and its pidfd."""
-        request = worker.WorkerRequest(self._worker_setup(), job_id, generation)
-        started = self._hand_to_spare(request) or self._start_worker(request)
-        if self._keep_spare and self._replenish_at is None:
-            self._replenish_at = now + SPARE_DELAY
-        return started
-
-    def replenish_if_due(self, now: float) -> None:
-        """Start the next spare worker once SPARE_DELAY has passed since a start."""
-        if self._replenish_at is not None and now >= self._replenish_at:
-            self._replenish()
-
-    def discard_spare(self) -> None:
-        """Kill the spare worker, if there is one."""
-        if self._spare is not None:
-            _discard(self._spare)
-            self._spare = None
-
-    # -- workers and the spare -----------------------------------------------------
+    def launch(self, max_jobs: int) -> WorkerProcess:
+        """A new worker that runs up to `max_jobs` assignments (0: any number)."""
+        ours, theirs = self._multiprocessing().Pipe(duplex=True)  # type: ignore[attr-defined]
+        try:
+            process = self._launch(worker.serve, (self._worker_setup(), theirs, max_jobs),
+                                   "harunner-worker")
+        finally:
+            theirs.close()
+        assert process.pid is not None
+        return WorkerProcess(process, process.pid, open_pidfd(process.pid), ours,
+                             worker.process_start_ticks(process.pid))
 
     def _worker_setup(self) -> worker.WorkerSetup:
         if self._setup is None or self._setup.runner_pid != os.getpid():
@@ -125,38 +103,13 @@ class Launcher:
                 worker.process_start_ticks(os.getpid()))
         return self._setup
 
-    def _start_worker(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int]:
-        process = self._launch(worker.main, (request,), f"harunner-job-{request.job_id}")
-        assert process.pid is not None
-        return process, open_pidfd(process.pid)
+    def known_pids(self) -> set[int]:
+        """Processes of this runner that are not workers: the forkserver, resource tracker."""
+        from multiprocessing import forkserver, resource_tracker
 
-    def _hand_to_spare(self, request: worker.WorkerRequest) -> tuple[BaseProcess, int] | None:
-        """Give the job to the spare worker, if there is a live one."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        try:
-            if has_exited(spare.pidfd):
-                raise BrokenPipeError("the spare worker died while idle")
-            spare.connection.send((request.job_id, request.generation))
-        except OSError as error:
-            log.warning("spare worker %s unusable (%s); starting a new one", spare.process.pid,
-                        error)
-            _discard(spare)
-            return None
-        spare.connection.close()
-        return spare.process, spare.pidfd
-
-    def _replenish(self) -> None:
-        """Start a spare worker if there is none (it sets itself up, then waits for a job)."""
-        self._replenish_at = None
-        if not self._keep_spare or self._spare is not None:
-            return
-        reader, writer = self._multiprocessing().Pipe(duplex=False)  # type: ignore[attr-defined]
-        process = self._launch(worker.standby, (self._worker_setup(), reader), "harunner-spare")
-        reader.close()
-        assert process.pid is not None
-        self._spare = _Spare(process, open_pidfd(process.pid), writer)
+        pids = {forkserver._forkserver._forkserver_pid,  # type: ignore[attr-defined]
+                resource_tracker._resource_tracker._pid}  # type: ignore[attr-defined]
+        return {pid for pid in pids if pid}
 
     # -- processes and the forkserver ----------------------------------------------
 
@@ -227,13 +180,6 @@ class Launcher:
         if not self._preloading_jobs:
             return ["harunner.executor.worker"]
         return ["harunner.executor.worker", *module_names(self.job_entries)]
-
-
-def _discard(spare: _Spare) -> None:
-    spare.connection.close()
-    assert spare.process.pid is not None
-    signal_group(spare.process.pid, spare.pidfd, signal.SIGKILL)
-    close_process(spare.process, spare.pidfd)
 
 
 def _shutdown_at_exit(owner: weakref.ref[Owner]) -> None:

@@ -1,32 +1,31 @@
-"""The job worker: the process that runs one attempt of one job at one generation.
+"""The worker process: runs attempts of jobs, one at a time, for as long as the executor wants.
 
-The executor starts `main(request)` in a fresh process (forkserver or spawn),
-or `standby(setup, pipe)` for its spare worker, which does steps 1-2 at once
-and waits on the pipe for the job. The worker
-1. makes itself a process-group leader, so the runner can kill the job and
-   every process the job started with one `killpg`;
-2. dies with its runner, and takes its group (the job's own children) with
-   it: a background thread polls a pidfd of the runner and SIGKILLs the worker's
-   group the moment the runner is gone. PR_SET_PDEATHSIG=SIGKILL (plus a
-   parent check) covers the start-up until that thread watches, and stays
-   armed when the parent is the forkserver (it fires if the forkserver dies;
-   the runner, still alive, then kills the group). When the parent is the
-   runner itself (spawn), it is disarmed once the thread watches, because it
-   would kill the worker alone and leave the job's children behind. A job
-   holding the GIL in C code for good would stall the thread: a known limit;
-3. reads the job's record and checks that it is RUNNING at the worker's
-   generation, reads the last checkpoint, imports the job, and calls it with
-   the record's arguments and a `Context`;
-4. records the outcome with `store.finish` (a result; or an error with a retry
-   time per the record's policy) and exits with a code that says what it did.
+The executor starts `serve(setup, connection, max_jobs)` in a fresh process
+(forkserver or spawn): `max_jobs=0` for a long-lived pool worker, 1 for
+`worker_mode = "process"`. The worker
+1. makes itself a process-group leader and a child subreaper, so that every
+   process a job starts, even one that calls setsid(), stays in its tree;
+2. dies with its runner, and takes its descendants with it: a daemon thread
+   blocks on a pidfd of the runner and kills the worker's tree the moment
+   the runner is gone. PR_SET_PDEATHSIG=SIGKILL (plus a parent check) covers
+   the start-up until that thread watches, and stays armed when the parent
+   is the forkserver. When the parent is the runner itself (spawn), it is
+   disarmed once the thread watches, because it would kill the worker alone
+   and leave the job's children behind. A job holding the GIL in C code for
+   good would stall the thread: a known limit;
+3. blocks on the pipe for an `Assignment` (job id, generation), runs it with
+   `harunner.executor.attempt.run_attempt` (which checks the record, reads the
+   checkpoint, calls the job, and cleans up after it), and sends the
+   `Outcome` back; the executor records it. Then it blocks again.
 
-Invariants: a fenced worker (a newer owner or a cancel raised the generation)
-writes nothing more to the store (one line in the job's log says why) and
-exits with EXIT_FENCED; the job's stdout and stderr
-go to its log file; nothing is imported or started at import time.
+An idle worker costs nothing: its main thread blocks in recv() and its
+watchdog in select() on the pidfd; neither wakes up on a timer.
 
-Exit codes (any other code, or death by a signal, means the worker crashed
-and the executor records the failed attempt itself):
+Invariants: a fenced worker writes nothing more to the store; every
+descendant of an attempt is dead before its outcome is sent; nothing is
+imported or started at import time. The worker exits 0 when the pipe closes
+or after `max_jobs` attempts, EXIT_ORPHANED when the runner is gone; any other
+end is a crash, which the executor classifies.
 """
 
 from __future__ import annotations
@@ -40,28 +39,17 @@ import select
 import signal
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from harunner.api import Context, job_logger, retry_at
-from harunner.api.discovery import find
-from harunner.errors import FencedError, HarunnerError, StaleTransitionError
-from harunner.store import JobRecord, JobState, Store
+from harunner.executor import descendants
+from harunner.executor.attempt import Assignment, run_attempt
+from harunner.store import Store
 
-EXIT_SUCCEEDED = 0    # the job returned; SUCCEEDED recorded
-EXIT_FAILED = 64      # the job raised, no retry left (or its result was not JSON); FAILED recorded
-EXIT_RETRYING = 65    # the job raised; PENDING recorded with not_before = the retry time
-EXIT_UNRECORDED = 70  # the outcome could not be recorded (a store error); the executor records
-EXIT_FENCED = 75      # a newer generation owns the job; nothing was written
-EXIT_ORPHANED = 76    # the runner is gone; the worker killed its group and wrote nothing
-
-EXIT_CODES = {EXIT_SUCCEEDED: "succeeded", EXIT_FAILED: "failed", EXIT_RETRYING: "retrying",
-              EXIT_UNRECORDED: "unrecorded", EXIT_FENCED: "fenced", EXIT_ORPHANED: "orphaned"}
-__doc__ += "".join(f"\n    {code:3d}  {name}" for code, name in EXIT_CODES.items()) + "\n"
-
+EXIT_DONE = 0         # the pipe closed, or max_jobs attempts were run and reported
+EXIT_ORPHANED = 76    # the runner is gone; the worker killed its tree and wrote nothing
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger("harunner.executor.worker")
 
@@ -77,39 +65,35 @@ class WorkerSetup:
     runner_start_ticks: int
 
 
-@dataclass(frozen=True)
-class WorkerRequest:
-    """One attempt to run: which job, at which generation."""
-
-    setup: WorkerSetup
-    job_id: str
-    generation: int
-
-
-def main(request: WorkerRequest) -> None:
-    """The worker process's target: set up, run the attempt, exit with its code."""
-    prepare(request.setup)
-    _exit(run(request))
-
-
-def standby(setup: WorkerSetup, connection: Connection) -> None:
-    """A spare worker's target: set up now, then wait for (job_id, generation) and run it.
-
-    The executor keeps one spare ready so that a job starts without paying
-    for a process start. The spare exits quietly if the pipe closes unused.
-    """
+def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None:
+    """The worker's target: set up, then run assignments until the pipe closes or max_jobs."""
     prepare(setup)
-    try:
-        job_id, generation = connection.recv()
-    except (EOFError, OSError):
-        _exit(EXIT_SUCCEEDED)
-    connection.close()
-    _exit(run(WorkerRequest(setup, job_id, generation)))
+    logging.getLogger("harunner.job")  # a real parent: job loggers do not pile up under it
+    done = 0
+    while not max_jobs or done < max_jobs:
+        try:
+            assignment = connection.recv()
+        except (EOFError, OSError):
+            _exit(EXIT_DONE)
+        if not isinstance(assignment, Assignment):
+            continue
+        # A Store per attempt: what it caches per job (lock objects) must not pile up here.
+        store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
+        outcome = run_attempt(store, assignment, setup.job_entries)
+        done += 1
+        try:
+            connection.send(outcome)
+        except OSError:
+            _exit(EXIT_DONE)
+        if outcome.retire:
+            break
+    _exit(EXIT_DONE)
 
 
 def prepare(setup: WorkerSetup) -> None:
-    """Lead a process group and die with the runner (see the module docstring)."""
+    """Lead a process group, adopt orphans, die with the runner (see the module docstring)."""
     _own_process_group()
+    descendants.become_subreaper()
     _set_parent_death_signal(signal.SIGKILL)
     watch_runner(setup.runner_pid, setup.runner_start_ticks)
     if os.getppid() == setup.runner_pid:
@@ -123,70 +107,6 @@ def _exit(code: int) -> NoReturn:
 
 def ping() -> None:
     """A no-op target, used to warm up the forkserver."""
-
-
-def run(request: WorkerRequest) -> int:
-    """Run the attempt and record its outcome; returns the exit code."""
-    setup = request.setup
-    store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
-    try:
-        record = store.get(request.job_id)
-        if record.state is not JobState.RUNNING or record.generation != request.generation:
-            return EXIT_FENCED
-        checkpoint = store.read_checkpoint(request.job_id)
-        logger = job_logger(store, record)
-        _redirect_output(store.log_path(request.job_id))
-        return attempt(store, record, checkpoint, logger, setup.job_entries)
-    except (FencedError, StaleTransitionError):
-        return EXIT_FENCED
-    except Exception:
-        traceback.print_exc()
-        return EXIT_UNRECORDED
-
-
-def attempt(store: Store, record: JobRecord, checkpoint: Any, logger: logging.Logger,
-            entries: tuple[str, ...]) -> int:
-    """Call the job; record its result or error; returns the exit code."""
-    context = None
-    try:
-        spec = find(entries, record.name)
-        context = Context(store, record, checkpoint, logger)
-        logger.info("attempt %d of %s starts%s", record.attempts, record.name,
-                    f" from checkpoint {checkpoint.seq}" if checkpoint else "")
-        result = spec.function(context, **record.args)
-    except FencedError:
-        return _fenced(logger)
-    except (Exception, SystemExit) as error:
-        if context is not None and context.fenced:
-            return _fenced(logger)
-        logger.error("attempt %d failed:\n%s", record.attempts, traceback.format_exc())
-        return _record_failure(store, record, summarize(error))
-    if context.fenced:
-        return _fenced(logger)
-    finished = store.finish(record.job_id, record.generation, result=result)
-    logger.info("attempt %d %s", record.attempts, finished.state.value)
-    return EXIT_SUCCEEDED if finished.state is JobState.SUCCEEDED else EXIT_FAILED
-
-
-def _record_failure(store: Store, record: JobRecord, error: str) -> int:
-    when = retry_at(record, time.time())
-    finished = store.finish(record.job_id, record.generation, error=error, retry_at=when)
-    return EXIT_RETRYING if finished.state is JobState.PENDING else EXIT_FAILED
-
-
-def _fenced(logger: logging.Logger) -> int:
-    logger.warning("fenced: a newer owner has this job; this worker stops, writing nothing")
-    return EXIT_FENCED
-
-
-def summarize(error: BaseException) -> str:
-    """One line: the exception and where the job raised it."""
-    text = f"{type(error).__name__}: {error}".strip()
-    frames = traceback.extract_tb(error.__traceback__)
-    if frames and not isinstance(error, HarunnerError):
-        last = frames[-1]
-        text += f" (at {last.filename}:{last.lineno} in {last.name})"
-    return text
 
 
 def watch_runner(pid: int, start_ticks: int) -> None:
@@ -218,7 +138,9 @@ def _poll_pid(pid: int, start_ticks: int) -> None:
 
 
 def orphaned() -> NoReturn:
-    """The runner is gone: kill this worker's group (the job's children too) and exit."""
+    """The runner is gone: kill this worker's descendants and group, and exit."""
+    with contextlib.suppress(OSError):
+        descendants.kill_all(descendants.descendants(os.getpid(), stop=True))
     if os.getpgrp() == os.getpid():
         with contextlib.suppress(OSError):
             os.killpg(os.getpid(), signal.SIGKILL)
@@ -250,15 +172,6 @@ def _set_parent_death_signal(signum: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if signum and (os.getppid() != parent or parent == 1):
         orphaned()
-
-
-def _redirect_output(path: Path) -> None:
-    """Send this process's stdout and stderr (fds 1 and 2) to the job's log file."""
-    _flush_streams()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
 
 
 def _flush_streams() -> None:

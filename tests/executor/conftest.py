@@ -6,8 +6,8 @@ import pytest
 from executor_harness import Harness
 
 
-@pytest.fixture
-def harness(tmp_path):
-    h = Harness(tmp_path)
+@pytest.fixture(params=["pool", "process"])
+def harness(tmp_path, request):
+    h = Harness(tmp_path, worker_mode=request.param)
     yield h
     h.close()

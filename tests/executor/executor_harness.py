@@ -26,12 +26,17 @@ OTHER = Owner(slot=1, incarnation=1)
 class Harness:
     """A store and an executor in one temporary state directory."""
 
-    def __init__(self, root: Path, start_method: str = "forkserver") -> None:
+    def __init__(self, root: Path, start_method: str = "forkserver", *,
+                 worker_mode: str = "pool", concurrency: int = 2,
+                 adopt_orphans: bool = True) -> None:
         self.root = root
         self.store = Store(root / "state", lock_timeout=2.0)
         self.executor = Executor(root / "state", (TEST_JOBS, EXAMPLE_JOBS), 2.0,
-                                 start_method=start_method, grace=0.3)
+                                 start_method=start_method, grace=0.3,
+                                 worker_mode=worker_mode, concurrency=concurrency,
+                                 adopt_orphans=adopt_orphans)
         self.pid_files: list[Path] = []
+        self.exits: list[WorkerExit] = []
 
     def pid_file(self, name: str = "pids") -> str:
         path = self.root / f"{name}.{len(self.pid_files)}"
@@ -53,17 +58,36 @@ class Harness:
         self.executor.start(record)
         return self.drive(record.job_id, timeout)
 
-    def drive(self, job_id: str, timeout: float = 20.0) -> WorkerExit:
-        """Wait, reap and check timeouts like a runner's loop, until `job_id` settles."""
+    def drive(self, job_id: str, timeout: float = 20.0, until: tuple[str, ...] = ()) -> WorkerExit:
+        """Wait, reap and check timeouts like a runner's loop, until `job_id` settles.
+
+        An "infra" exit (not settled: the job is resumed) is returned only if
+        it is named in `until`; every exit seen is kept in `self.exits`.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             wait(self.executor.sentinels(), 0.05)
             now = time.monotonic()
             self.executor.check_timeouts(now)
             for settled in self.executor.reap(now):
-                if settled.job_id == job_id:
+                self.exits.append(settled)
+                if settled.job_id == job_id and (settled.outcome != "infra" or
+                                                 "infra" in until):
                     return settled
         raise AssertionError(f"job {job_id} did not settle within {timeout}s")
+
+    def loop(self, condition, timeout: float = 10.0):
+        """Run the loop (wait, timeouts, reap) until `condition()` is truthy; its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            wait(self.executor.sentinels(), 0.02)
+            now = time.monotonic()
+            self.executor.check_timeouts(now)
+            self.exits.extend(self.executor.reap(now))
+        raise AssertionError(f"condition not met within {timeout}s")
 
     def spare_after_start(self, old: int | None, timeout: float = 10.0) -> int:
         """Run the loop (reap) until a new spare worker, other than `old`, is ready."""

@@ -57,13 +57,16 @@ def test_kill_stops_the_group_at_once_and_records_nothing(harness):
 
 def test_shutdown_kills_and_reaps_every_worker(harness):
     records, pids = [], []
-    for _ in range(3):
+    for index in range(3):  # concurrency 2: the third waits in the queue
         pid_file = harness.pid_file()
         record = harness.submit("executor_test_jobs.sleeper", {"pid_file": pid_file})
         harness.executor.start(record)
         records.append(record)
-        pids.extend(harness.pids(pid_file))
+        if index < 2:
+            pids.extend(harness.pids(pid_file))
     assert set(harness.executor.running()) == {r.job_id for r in records}
+    assert harness.executor.free_slots() == 0
+    pids.extend(harness.executor.worker_pids())
     exits = harness.executor.shutdown()
     assert sorted(e.job_id for e in exits) == sorted(r.job_id for r in records)
     assert {e.outcome for e in exits} == {"killed"}

@@ -16,16 +16,21 @@ REPO = HERE.parent.parent
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
-def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method):
-    harness = Harness(tmp_path)
+@pytest.mark.parametrize("start_method, mode, job", [
+    ("forkserver", "pool", "sleeper"), ("spawn", "pool", "sleeper"),
+    ("forkserver", "process", "sleeper"), ("forkserver", "pool", "setsid_child"),
+    ("spawn", "process", "setsid_child")])
+def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method, mode, job):
+    """Every worker (busy or idle) and the job's children, setsid() or not, die with it."""
+    harness = Harness(tmp_path, adopt_orphans=False)
     pid_file = harness.pid_file()
-    record = harness.submit("executor_test_jobs.sleeper", {"pid_file": pid_file})
+    args = {"pid_file": pid_file, **({"then": "sleep"} if job == "setsid_child" else {})}
+    record = harness.submit(f"executor_test_jobs.{job}", args)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
         str(REPO), os.environ.get("PYTHONPATH")]))}
     runner = subprocess.Popen(
         [sys.executable, str(HERE / "runner_for_tests.py"), str(tmp_path / "state"), TEST_JOBS,
-         record.job_id, start_method], stdout=subprocess.PIPE, env=env, text=True)
+         record.job_id, start_method, mode], stdout=subprocess.PIPE, env=env, text=True)
     try:
         line = runner.stdout.readline()
         assert line.startswith("worker "), line
@@ -33,12 +38,17 @@ def test_a_worker_dies_within_two_seconds_of_its_runner(tmp_path, start_method):
         line = runner.stdout.readline()
         assert line.startswith("spare "), line
         spare_pid = int(line.split()[1])
+        line = runner.stdout.readline()
+        assert line.startswith("workers "), line
+        workers = [int(pid) for pid in line.split()[1:]]
+        assert worker_pid in workers and spare_pid in workers
+        assert len(workers) == (3 if mode == "pool" else 2)
         assert harness.pids(pid_file)[0] == worker_pid
         grandchild = harness.pids(pid_file)[1]
         runner.kill()
         runner.wait(5)
         killed_at = time.monotonic()
-        wait_for(lambda: not any(map(alive, (worker_pid, grandchild, spare_pid))), 2.0, 0.005)
+        wait_for(lambda: not any(map(alive, (*workers, grandchild))), 2.0, 0.005)
         print(f"worker gone {1000 * (time.monotonic() - killed_at):.1f} ms after its runner")
         assert zombie_children() == []
     finally:

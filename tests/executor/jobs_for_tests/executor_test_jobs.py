@@ -39,9 +39,9 @@ def crash(ctx, code: int = 13):
 
 
 @job
-def kill_self(ctx):
-    """Die by SIGKILL."""
-    os.kill(os.getpid(), signal.SIGKILL)
+def abort(ctx):
+    """Die by SIGABRT, like a crash in C code."""
+    os.abort()
 
 
 @job
@@ -90,3 +90,135 @@ def print_and_return(ctx):
 def exit_zero(ctx):
     """Exit 0 without recording: the executor must not believe it succeeded."""
     os._exit(0)
+
+
+@job
+def whoami(ctx, value: int = 0):
+    """Return the worker's pid (to tell pool workers apart)."""
+    return {"pid": os.getpid(), "value": value}
+
+
+SLEEP_IN_NEW_SESSION = [sys.executable, "-c", "import os, time; os.setsid(); time.sleep(1000)"]
+DAEMON = [sys.executable, "-c",
+          "import os, sys, time\n"
+          "if os.fork(): os._exit(0)\n"
+          "os.setsid()\n"
+          "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\n"
+          "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+          "time.sleep(1000)\n"]
+
+
+@job
+def setsid_child(ctx, pid_file: str, then: str = "return"):
+    """Start a child that calls setsid() and sleeps; then return, sleep, or exit the worker."""
+    child = subprocess.Popen(SLEEP_IN_NEW_SESSION, start_new_session=False)
+    wait_for_session(child.pid)
+    _write_pids(pid_file, os.getpid(), child.pid)
+    if then == "sleep":
+        time.sleep(1000)
+    if then == "exit":
+        os._exit(3)
+    return {"child": child.pid, "child_sid": os.getsid(child.pid)}
+
+
+@job
+def daemonize(ctx, pid_file: str):
+    """Double-fork a daemon in its own session (its parent exits at once), then return."""
+    subprocess.run([*DAEMON, pid_file + ".daemon"], check=True)
+    while not os.path.exists(pid_file + ".daemon"):
+        time.sleep(0.005)
+    daemon = int(Path(pid_file + ".daemon").read_text())
+    _write_pids(pid_file, os.getpid(), daemon)
+    return {"daemon": daemon}
+
+
+def wait_for_session(pid: int) -> None:
+    """Wait until `pid` leads its own session (it called setsid())."""
+    for _ in range(2000):
+        try:
+            if os.getsid(pid) == pid:
+                return
+        except ProcessLookupError:
+            return
+        time.sleep(0.005)
+
+
+@job
+def resumable(ctx, pid_file: str):
+    """Checkpoint, then wait to be killed; when resumed, return what it resumed from."""
+    if ctx.resumed:
+        return {"resumed_from": ctx.state, "attempt": ctx.attempt}
+    ctx.checkpoint({"step": 1})
+    _write_pids(pid_file, os.getpid())
+    time.sleep(1000)
+    return None
+
+
+@job
+def disk_full_once(ctx, marker: str):
+    """Checkpoint once; the next checkpoint is refused as the disk being full (first run only)."""
+    from harunner.errors import DiskFullError
+
+    if ctx.resumed:
+        return {"resumed_from": ctx.state, "attempt": ctx.attempt}
+    ctx.checkpoint({"step": 1})
+    if not os.path.exists(marker):
+        Path(marker).write_text("x")
+        store = ctx._store
+        real = store.write_checkpoint
+
+        def full(*args, **kwargs):
+            store.write_checkpoint = real
+            raise DiskFullError("disk full while writing a checkpoint (simulated); free space")
+        store.write_checkpoint = full
+    ctx.checkpoint({"step": 2})
+    return {"fresh": True}
+
+
+@job
+def raise_after_checkpoint(ctx):
+    """Checkpoint, then raise: the job's own failure, even with a checkpoint to resume from."""
+    ctx.checkpoint({"step": 1})
+    raise RuntimeError("the job's own bug")
+
+
+@job
+def kill_self_after_checkpoint(ctx):
+    """Checkpoint, then SIGKILL its own worker (indistinguishable from an OOM kill)."""
+    ctx.checkpoint({"n": ctx.state.get("n", 0) + 1})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job
+def pollute(ctx, folder: str, thread: bool = False):
+    """Change what a worker process carries from job to job: the next job must not see it."""
+    import logging
+    import threading
+
+    os.chdir(folder)
+    os.environ["POLLUTED"] = "yes"
+    os.umask(0o007)
+    sys.path.insert(0, "/polluted")
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    logging.getLogger().addHandler(logging.StreamHandler())
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    if thread:
+        threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()
+    return {"pid": os.getpid()}
+
+
+@job
+def inspect_worker(ctx):
+    """What the worker looks like now (after a polluting job)."""
+    import logging
+
+    return {"pid": os.getpid(), "cwd": os.getcwd(), "polluted": os.environ.get("POLLUTED"),
+            "path0": sys.path[0], "usr1": signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL,
+            "root_handlers": len(logging.getLogger().handlers),
+            "stdout_is_real": sys.stdout is sys.__stdout__, "umask": _umask()}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,249 @@
+"""One attempt of one job inside a worker, and the clean-up that lets the worker run the next.
+
+`run_attempt(store, assignment, entries)` checks that the record is RUNNING
+at the assignment's generation, reads the last checkpoint, calls the job with
+its `Context`, and returns an `Outcome` for the executor to record. It never
+finishes the job itself: the executor records outcomes in batches. The job's
+own writes (checkpoints, progress) stay fenced writes through its Context.
+
+What is reset after every attempt (`Baseline.restore`), so that the next job
+finds the worker as the previous one found it:
+- every descendant process of the worker, whatever its session (the worker
+  is a child subreaper), is killed and reaped before the outcome is sent;
+- file descriptors 1 and 2 (the job's log redirection), `sys.stdout` and
+  `sys.stderr`, the job's logger (handlers closed, logger forgotten), the
+  root logger's handlers and level;
+- the working directory, `os.environ`, the umask, `sys.path`, signal
+  handlers and the signal mask.
+What is not reset: imported modules and their globals, open files the job did
+not close, resource limits, threads. A job that leaves a thread running
+makes the worker retire after reporting (the executor starts a fresh one),
+and so does a `DurabilityError` (the worker crash-stops) and a job fenced
+while it ran (it was stopped at an arbitrary point, by an exception). Jobs that need
+a pristine process use `worker_mode = "process"`.
+
+Infrastructure faults: an exception that is, or was caused by, a
+`DiskFullError` or `DurabilityError` of the store is reported as kind
+"infra", which the executor does not count against the job.
+"""
+
+from __future__ import annotations
+
+import _signal
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harunner.api import Context, job_logger, to_json
+from harunner.api.discovery import find
+from harunner.errors import (
+    DiskFullError,
+    DurabilityError,
+    FencedError,
+    HarunnerError,
+    StaleTransitionError,
+    StoreError,
+    UnknownJobError,
+)
+from harunner.executor.descendants import kill_own_descendants
+from harunner.store import JobState, Store
+
+KINDS = ("succeeded", "failed", "fenced", "infra")
+_SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Executor -> worker: run this job at this generation."""
+
+    job_id: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Worker -> executor: how the attempt ended. `kind` is one of KINDS.
+
+    `result` is the job's JSON-checked return value (succeeded); `error` a
+    one-line summary (failed, infra); `retire` asks the executor to let this
+    worker go (it exits right after sending).
+    """
+
+    job_id: str
+    generation: int
+    kind: str
+    result: Any = None
+    error: str | None = None
+    retire: bool = False
+
+
+def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) -> Outcome:
+    """Run the attempt and clean up after it; never raises for anything the job does."""
+    baseline = Baseline()
+    logger: logging.Logger | None = None
+    try:
+        record = store.get(assignment.job_id)
+        if record.state is not JobState.RUNNING or record.generation != assignment.generation:
+            return _outcome(assignment, "fenced")
+        checkpoint = store.read_checkpoint(assignment.job_id)
+        logger = job_logger(store, record)
+        _redirect_output(store.log_path(assignment.job_id))
+        outcome = _call(store, record, checkpoint, logger, entries)
+    except (FencedError, StaleTransitionError, UnknownJobError):
+        outcome = _outcome(assignment, "fenced")
+    except (StoreError, DurabilityError, OSError) as error:
+        outcome = _outcome(assignment, "infra", error=summarize(error),
+                           retire=isinstance(error, DurabilityError))
+    finally:
+        left_threads = baseline.restore(logger)
+    if left_threads or (outcome.kind == "fenced" and logger is not None):
+        return _outcome(assignment, outcome.kind, outcome.result, outcome.error, retire=True)
+    return outcome
+
+
+def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
+          entries: tuple[str, ...]) -> Outcome:
+    """Call the job function; its result, error, fence or infrastructure fault."""
+    assignment = Assignment(record.job_id, record.generation)
+    context = None
+    try:
+        spec = find(entries, record.name)
+        context = Context(store, record, checkpoint, logger)
+        logger.info("attempt %d of %s starts%s", record.attempts, record.name,
+                    f" from checkpoint {checkpoint.seq}" if checkpoint else "")
+        result = spec.function(context, **record.args)
+    except FencedError:
+        return _fenced(logger, assignment)
+    except (Exception, SystemExit) as error:
+        if context is not None and context.fenced:
+            return _fenced(logger, assignment)
+        fault = infrastructure_fault(error)
+        if fault is not None:
+            logger.warning("attempt %d stopped by an infrastructure fault, not counted "
+                           "against the job: %s", record.attempts, summarize(fault))
+            return _outcome(assignment, "infra", error=summarize(fault),
+                            retire=isinstance(fault, DurabilityError))
+        logger.error("attempt %d failed:\n%s", record.attempts, traceback.format_exc())
+        return _outcome(assignment, "failed", error=summarize(error))
+    if context.fenced:
+        return _fenced(logger, assignment)
+    try:
+        result = to_json(result, f"result of job {record.name}")
+    except TypeError as bad:
+        logger.error("attempt %d failed: %s", record.attempts, bad)
+        return _outcome(assignment, "failed", error=str(bad))
+    logger.info("attempt %d returned", record.attempts)
+    return _outcome(assignment, "succeeded", result=result)
+
+
+def infrastructure_fault(error: BaseException) -> BaseException | None:
+    """The DiskFullError or DurabilityError that `error` is or was caused by, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DiskFullError | DurabilityError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _outcome(assignment: Assignment, kind: str, result: Any = None, error: str | None = None,
+             retire: bool = False) -> Outcome:
+    return Outcome(assignment.job_id, assignment.generation, kind, result, error, retire)
+
+
+def _fenced(logger: logging.Logger, assignment: Assignment) -> Outcome:
+    logger.warning("fenced: a newer owner has this job; this worker stops, writing nothing")
+    return _outcome(assignment, "fenced")
+
+
+def summarize(error: BaseException) -> str:
+    """One line: the exception and where the job raised it."""
+    text = f"{type(error).__name__}: {error}".strip()
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames and not isinstance(error, HarunnerError):
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text
+
+
+class Baseline:
+    """What the worker looked like before the attempt; `restore` puts it back."""
+
+    def __init__(self) -> None:
+        _flush_streams()
+        self.fds = (os.dup(1), os.dup(2))
+        self.streams = (sys.stdout, sys.stderr)
+        self.cwd = os.getcwd()
+        self.environ = dict(os.environ)
+        self.umask = os.umask(0o077)
+        os.umask(self.umask)
+        self.path = list(sys.path)
+        self.handlers = {s: _signal.getsignal(s) for s in _SIGNALS}  # (C: no enum per signal)
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.root_handlers = list(logging.root.handlers)
+        self.root_level = logging.root.level
+        self.threads = set(threading.enumerate())
+
+    def restore(self, logger: logging.Logger | None) -> bool:
+        """Undo what the attempt changed; True if it left a thread running."""
+        kill_own_descendants()
+        _flush_streams()
+        sys.stdout, sys.stderr = self.streams
+        for saved, target in zip(self.fds, (1, 2), strict=True):
+            os.dup2(saved, target)
+            os.close(saved)
+        _forget_logger(logger)
+        for handler in logging.root.handlers:
+            if handler not in self.root_handlers:
+                with contextlib.suppress(Exception):
+                    handler.close()
+        logging.root.handlers[:] = self.root_handlers
+        logging.root.setLevel(self.root_level)
+        with contextlib.suppress(OSError):
+            os.chdir(self.cwd)
+        if os.environ != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        os.umask(self.umask)
+        sys.path[:] = self.path
+        for signum, action in self.handlers.items():
+            if action is not None and _signal.getsignal(signum) is not action:
+                with contextlib.suppress(OSError, ValueError, TypeError):
+                    signal.signal(signum, action)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        return any(t.is_alive() for t in threading.enumerate() if t not in self.threads)
+
+
+def _forget_logger(logger: logging.Logger | None) -> None:
+    """Close the job logger's handlers and drop it, so loggers do not pile up per job."""
+    if logger is None:
+        return
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        with contextlib.suppress(Exception):
+            handler.close()
+    logging.Logger.manager.loggerDict.pop(logger.name, None)
+
+
+def _redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr (fds 1 and 2) to the job's log file."""
+    _flush_streams()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
