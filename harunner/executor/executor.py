@@ -42,17 +42,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
+from harunner.errors import (
+    FencedError,
+    HarunnerError,
+    LockTimeoutError,
+    StaleTransitionError,
+    StoreError,
+)
 from harunner.executor import descendants, outcomes
 from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
 from harunner.executor.outcomes import Ended, Finish
 from harunner.executor.pool import Pool
 from harunner.store import JobRecord, JobState, Store
+from harunner.store.transitions import Outcome as StoreOutcome
 
 OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed", "infra")
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
+RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 log = logging.getLogger("harunner.executor")
 
 
@@ -297,15 +305,28 @@ class Executor:
         return exits
 
     def _record_outcomes(self, finishes: list[Finish]) -> list[JobRecord | StoreError]:
-        """Write every finish; per finish, the new record or the store's refusal, in order."""
-        results: list[JobRecord | StoreError] = []
-        for f in finishes:
-            try:
-                results.append(self._store.finish(f.job_id, f.generation, result=f.result,
-                                                  error=f.error, retry_at=f.retry_at))
-            except StoreError as refused:
-                results.append(refused)
-        return results
+        """Write every finish in one transaction; per finish, the new record or why not."""
+        if not finishes:
+            return []
+        try:
+            applied = self._store.finish_many(
+                [StoreOutcome(f.job_id, f.generation, f.result, f.error, f.retry_at)
+                 for f in finishes], lock_wait=RECORD_LOCK_WAIT)
+        except StoreError as refused:  # the database is busy or full: all of them later
+            return [refused for _ in finishes]
+        written = {record.job_id: record for record in applied}
+        return [written.get(f.job_id) or self._why_not(f) for f in finishes]
+
+    def _why_not(self, finish: Finish) -> StoreError:
+        """Why `finish` was left out of a batch: fenced (moved on) or its lock was busy."""
+        try:
+            record = self._store.get(finish.job_id)
+        except StoreError as error:
+            return error
+        if record.state is JobState.RUNNING and record.generation == finish.generation:
+            return LockTimeoutError(f"job {finish.job_id}: its lock was busy; retrying")
+        return StaleTransitionError(f"job {finish.job_id} is {record.state.value}@"
+                                    f"{record.generation}, not running@{finish.generation}")
 
     def _done(self, item: Ended, outcome: str) -> WorkerExit:
         self._jobs.pop(item.record.job_id, None)
