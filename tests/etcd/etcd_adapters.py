@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -36,6 +37,9 @@ PACKAGES = {"etcd3gw": "etcd3gw", "aetcd": "aetcd", "pyetcd": "etcd-sdk-python"}
 
 def missing_reason(name: str) -> str | None:
     """Why client `name` cannot be tested here, or None when it can."""
+    chosen = os.environ.get("HARUNNER_ETCD_CLIENTS")
+    if chosen and name not in chosen.split(","):
+        return f"{name} not selected: HARUNNER_ETCD_CLIENTS={chosen}"
     module = MODULES[name]
     if module is None or importlib.util.find_spec(module) is not None:
         return None
