@@ -60,25 +60,30 @@ def test_txn_on_value_takes_the_right_branch(client, prefix):
     assert client.get(key).value == b"c"
 
 
+def race_once(clients: list, key: bytes, base_rev: int, tag: int) -> list[int]:
+    """Every client tries the same compare-on-revision write at once; the winners' indexes."""
+    wins: list[int] = []
+    barrier = threading.Barrier(len(clients))
+
+    def contend(index: int) -> None:
+        barrier.wait()
+        if clients[index].cas_mod(key, base_rev, b"%d-%d" % (tag, index))[0]:
+            wins.append(index)
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return wins
+
+
 def test_racing_writers_on_one_revision_exactly_one_wins(client_name, etcd_node, prefix):
     key = prefix + b"race"
     clients = [open_client(client_name, etcd_node.endpoints[0]) for _ in range(4)]
     try:
         for round_ in range(10):
             base = clients[0].get(key)
-            base_rev = base.mod_revision if base else 0
-            wins: list[int] = []
-            barrier = threading.Barrier(len(clients))
-
-            def contend(index: int, c=None) -> None:
-                barrier.wait()
-                if clients[index].cas_mod(key, base_rev, b"%d-%d" % (round_, index))[0]:
-                    wins.append(index)
-            threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(clients))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(10)
+            wins = race_once(clients, key, base.mod_revision if base else 0, round_)
             assert len(wins) == 1, f"round {round_}: winners {wins}"
             assert clients[0].get(key).value == b"%d-%d" % (round_, wins[0])
     finally:
