@@ -35,11 +35,18 @@ MODULES = {"gateway": None, "etcd3gw": "etcd3gw", "aetcd": "aetcd", "pyetcd": "p
 PACKAGES = {"etcd3gw": "etcd3gw", "aetcd": "aetcd", "pyetcd": "etcd-sdk-python"}
 
 
+def selected_clients() -> list[str]:
+    """The clients to test: HARUNNER_ETCD_CLIENTS (comma-separated), else the chosen one."""
+    names = [n for n in os.environ.get("HARUNNER_ETCD_CLIENTS", "gateway").split(",") if n]
+    unknown = [n for n in names if n not in CLIENTS]
+    if unknown:
+        raise ValueError(f"HARUNNER_ETCD_CLIENTS names unknown clients {unknown}; "
+                         f"known: {','.join(CLIENTS)}")
+    return names
+
+
 def missing_reason(name: str) -> str | None:
     """Why client `name` cannot be tested here, or None when it can."""
-    chosen = os.environ.get("HARUNNER_ETCD_CLIENTS")
-    if chosen and name not in chosen.split(","):
-        return f"{name} not selected: HARUNNER_ETCD_CLIENTS={chosen}"
     module = MODULES[name]
     if module is None or importlib.util.find_spec(module) is not None:
         return None

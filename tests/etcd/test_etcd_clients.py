@@ -4,7 +4,7 @@ Transactions that compare a key's mod_revision or value (both branches, and two
 racing writers), leases (grant, keep-alive, revoke; a leased key disappears with
 its lease), watches (from a revision, in order, resumed without a gap after a
 disconnect, a compacted start reported instead of silence). Each test runs once
-per client in `etcd_adapters.CLIENTS` that is installed, against a real etcd.
+per selected client (`etcd_adapters.selected_clients`), against a real etcd.
 """
 
 from __future__ import annotations
