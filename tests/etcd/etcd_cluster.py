@@ -185,8 +185,8 @@ class EtcdMember:
                 self.process.kill()
                 self.process.wait(timeout=STOP_TIMEOUT_S)
 
-    def restart(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Stop if running, start again on the same data and ports, wait for the process."""
+    def restart(self) -> None:
+        """Stop if running, start again on the same data and ports (not waiting for health)."""
         self.stop()
         self.start()
 
