@@ -116,11 +116,22 @@ def op_get(key: bytes) -> dict:
     return {"requestRange": {"key": b64(key)}}
 
 
+def parse_endpoint(url: str) -> tuple[str, int]:
+    """(host, port) of an `http://host:port` endpoint; ValueError naming it otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ValueError(f"etcd endpoint {url!r}: expected http://host:port "
+                         "(TLS is not supported by this client yet)")
+    return parts.hostname, parts.port
+
+
 class EtcdGateway:
     """A blocking client over keep-alive HTTP/1.1 connections to one of `endpoints`."""
 
     def __init__(self, endpoints: list[str], timeout: float = 5.0):
-        self.endpoints = [urlsplit(url) for url in endpoints]
+        if not endpoints:
+            raise ValueError("etcd endpoints: none given; expected http://host:port")
+        self.endpoints = [parse_endpoint(url) for url in endpoints]
         self.timeout = timeout
         self._current = 0
         self._conn: http.client.HTTPConnection | None = None
@@ -134,8 +145,8 @@ class EtcdGateway:
         """A connection to the first endpoint, from the current one on, that accepts."""
         for attempt in range(len(self.endpoints)):
             index = (self._current + attempt) % len(self.endpoints)
-            url = self.endpoints[index]
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=self.timeout)
+            host, port = self.endpoints[index]
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             try:
                 conn.connect()
             except OSError:
@@ -212,14 +223,13 @@ class EtcdGateway:
 
     def watch(self, key: bytes, start_revision: int = 0, prefix: bool = False) -> GatewayWatch:
         """A watch on `key` (or every key under it) from `start_revision` (0: from now)."""
-        url = self.endpoints[self._current]
+        host, port = self.endpoints[self._current]
         create: dict = {"key": b64(key)}
         if prefix:
             create["range_end"] = b64(prefix_end(key))
         if start_revision:
             create["start_revision"] = str(start_revision)
-        return GatewayWatch(url.hostname or "127.0.0.1", url.port or 2379,
-                            {"create_request": create}, self.timeout)
+        return GatewayWatch(host, port, {"create_request": create}, self.timeout)
 
 
 class GatewayWatch:

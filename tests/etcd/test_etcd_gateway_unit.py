@@ -9,7 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from etcd_gateway import EtcdUnavailable, GatewayWatch, WatchCompacted, b64, prefix_end
+from etcd_gateway import (
+    EtcdGateway,
+    EtcdUnavailable,
+    GatewayWatch,
+    WatchCompacted,
+    b64,
+    prefix_end,
+)
 
 
 def parser() -> GatewayWatch:
@@ -74,3 +81,9 @@ def test_a_refused_watch_is_an_error():
 @pytest.mark.parametrize("prefix,end", [(b"/a/", b"/a0"), (b"a\xff", b"b"), (b"\xff", b"\x00")])
 def test_prefix_end_selects_exactly_the_prefix(prefix, end):
     assert prefix_end(prefix) == end
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:2379", "https://127.0.0.1:2379", "http://host"])
+def test_an_endpoint_that_is_not_http_host_port_is_refused_by_name(url):
+    with pytest.raises(ValueError, match="expected http://host:port"):
+        EtcdGateway([url])
