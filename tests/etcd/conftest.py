@@ -1,7 +1,8 @@
 """Fixtures: a real etcd (the Debian binary) on loopback, one node or three, and clients.
 
-`etcd_node` is one member shared by the session (tests keep to their own key
-prefix); `etcd_restartable` is a fresh member per test for tests that kill it;
+`etcd_node` is one member shared by a test module (tests keep to their own key
+prefix; it stops when the module is done, so no etcd runs under later tests);
+`etcd_restartable` is a fresh member per test for tests that kill it;
 `etcd_cluster3` is a fresh three-member static cluster per test. Every process is
 stopped by pid at teardown. Without an etcd binary every test here is skipped
 with the reason and the fix.
@@ -46,7 +47,7 @@ def start_cluster(binary: str, root: Path, size: int) -> EtcdCluster:
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def etcd_node(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     cluster = start_cluster(etcd_binary, tmp_path_factory.mktemp("etcd1"), 1)
     yield cluster
