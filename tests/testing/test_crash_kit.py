@@ -62,8 +62,8 @@ def test_passes_the_safe_ledger_with_every_kill_where_planned() -> None:
     for outcome in report.outcomes:
         point = outcome.point
         assert point is not None
-        if point.kind == BETWEEN and not outcome.killed:
-            continue
+        if point.kind == BETWEEN and (not outcome.killed or outcome.processes == 1):
+            continue  # the job had finished (its outcome recorded) before the timed kill
         assert outcome.killed and outcome.processes == 2
         if point.kind != BETWEEN:
             expected = point.checkpoint if point.kind == AFTER else point.checkpoint - 1
