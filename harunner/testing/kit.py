@@ -17,7 +17,9 @@
 Child processes come from a forkserver that has imported harunner and the
 job's module, so a run costs a fork, not an interpreter start. Invariants:
 every kill is a real SIGKILL of a real process (the child to itself at a
-checkpoint, the parent for a timed point); every process this module starts
+checkpoint, the parent for a timed point, through a pidfd, so that it can
+never hit a recycled pid: the forkserver, not this process, reaps the
+children); every process this module starts
 is killed and reaped before the run that started it returns; side effects
 go to a fresh working directory per run (`{workdir}` in the arguments).
 """
@@ -40,6 +42,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from harunner import pidfds
 from harunner.api import JobSpec, check_arguments, spec_of
 from harunner.errors import JobDefinitionError
 from harunner.store import JobState, Owner, Store
@@ -262,17 +265,18 @@ class _Tester:
         reader, writer = self.mp.Pipe(duplex=False)
         process = self.mp.Process(target=run_child, args=(request, writer), daemon=True)
         process.start()
+        pidfd = pidfds.open_pidfd(process.pid) if process.pid else pidfds.GONE
         writer.close()
         try:
-            events, timed_out = self._watch(process, reader, None if by_child else point)
+            events, timed_out = self._watch(process, pidfd, reader, None if by_child else point)
         finally:
-            if process.exitcode is None and process.pid is not None:
-                os.kill(process.pid, signal.SIGKILL)
+            pidfds.send_signal(pidfd, signal.SIGKILL)
             process.join()
+            pidfds.close(pidfd)
             reader.close()
         return _Attempt(process.exitcode, tuple(events), timed_out)
 
-    def _watch(self, process: Any, reader: Connection,
+    def _watch(self, process: Any, pidfd: int, reader: Connection,
                point: KillPoint | None) -> tuple[list[tuple[str, int, float]], bool]:
         """Collect the child's events until it ends; SIGKILL it at a timed `point`."""
         events: list[tuple[str, int, float]] = []
@@ -282,7 +286,7 @@ class _Tester:
         while True:
             now = time.monotonic()
             if kill_at is not None and now >= kill_at:
-                os.kill(process.pid, signal.SIGKILL)
+                pidfds.send_signal(pidfd, signal.SIGKILL)
                 return events, False
             if now >= deadline:
                 return events, True

@@ -17,6 +17,7 @@ from typing import Any
 AFTER = "after"
 BEFORE = "before"
 BETWEEN = "between"
+LINES = " (lines)"
 
 
 @dataclass(frozen=True)
@@ -124,8 +125,9 @@ class CrashReport:
         first = self.first_failure
         if first is not None and first.point is not None:
             lines.append(f"first kill point that differs: {first.point.label}")
+            state = "none" if first.state_at_kill is None else _short(first.state_at_kill)
             lines.append(f"  acknowledged checkpoint at the kill: {_number(first.killed_at)}, "
-                         f"state {_short(first.state_at_kill)}")
+                         f"state {state}")
             lines.append(f"  {first.problem}")
         lines.append(self.table())
         return "\n".join(lines)
@@ -154,13 +156,15 @@ def first_difference(expected: Any, got: Any) -> str:
                 word = "extra" if longer is got else "missing"
                 return (f"{path or 'the list'} has {len(got)} items, expected {len(expected)}; "
                         f"first {word}: {_short(longer[min(len(got), len(expected))])}")
-            path, expected, got = f"{path}[{index}]", expected[index], got[index]
+            step = f" line {index + 1}" if path.endswith(LINES) else f"[{index}]"
+            path = (path.removesuffix(LINES) + step).strip()
+            expected, got = expected[index], got[index]
         elif isinstance(expected, dict) and isinstance(got, dict) and expected.keys() == got.keys():
             key = next(k for k in expected if expected[k] != got[k])
             path, expected, got = f"{path}[{key!r}]", expected[key], got[key]
         elif isinstance(expected, str) and isinstance(got, str) and "\n" in expected + got:
             expected, got = expected.splitlines(), got.splitlines()
-            path = f"{path} (lines)"
+            path = f"{path}{LINES}"
         else:
             where = f"at {path}: " if path else ""
             return f"{where}expected {_short(expected)}, got {_short(got)}"
