@@ -101,7 +101,7 @@ class CrashReport:
         rows = [("kill point", "killed", "ckpt", "resumed", "procs", "verdict")]
         for outcome in self.outcomes:
             assert outcome.point is not None
-            rows.append((outcome.point.label, "yes" if outcome.killed else "no",
+            rows.append((outcome.point.label, _killed(outcome),
                          _number(outcome.killed_at), _number(outcome.resumed_from),
                          str(outcome.processes), "ok" if outcome.passed else "DIFFERS"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -168,6 +168,13 @@ def first_difference(expected: Any, got: Any) -> str:
         else:
             where = f"at {path}: " if path else ""
             return f"{where}expected {_short(expected)}, got {_short(got)}"
+
+
+def _killed(outcome: RunOutcome) -> str:
+    """yes, no, or "late": killed after the job's outcome was already recorded."""
+    if not outcome.killed:
+        return "no"
+    return "yes" if outcome.processes > 1 or outcome.point is None else "late"
 
 
 def _number(value: int | None) -> str:
