@@ -15,13 +15,13 @@
    the next process resumed from the last acknowledged checkpoint.
 
 Child processes come from a forkserver that has imported harunner and the
-job's module, so a run costs a fork, not an interpreter start. Invariants:
-every kill is a real SIGKILL of a real process (the child to itself at a
-checkpoint, the parent for a timed point, through a pidfd, so that it can
-never hit a recycled pid: the forkserver, not this process, reaps the
-children); every process this module starts
-is killed and reaped before the run that started it returns; side effects
-go to a fresh working directory per run (`{workdir}` in the arguments).
+job's module, so a run costs a fork, not an interpreter start
+(`harunner.testing.process` runs and kills one child). Invariants: every
+kill is a real SIGKILL of a real process (the child to itself at a
+checkpoint, the parent through a pidfd for a timed point); every child is
+reaped before the run that started it goes on; each run has its own state
+directory and working directory (`{workdir}` in the arguments); the runs
+resume with `Store.take_over` and the public `Context` only.
 """
 
 from __future__ import annotations
@@ -37,16 +37,15 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harunner import pidfds
 from harunner.api import JobSpec, check_arguments, spec_of
 from harunner.errors import JobDefinitionError
 from harunner.store import JobState, Owner, Store
-from harunner.testing.child import ChildRequest, JobRef, run_child
+from harunner.testing.child import ChildRequest, JobRef
+from harunner.testing.process import Attempt, run_attempt
 from harunner.testing.report import (
     AFTER,
     BEFORE,
@@ -177,19 +176,6 @@ def _spec(job: Any) -> JobSpec:
     return spec
 
 
-@dataclass(frozen=True)
-class _Attempt:
-    """One process of a run: how it ended and what it reported on its events pipe."""
-
-    exitcode: int | None
-    events: tuple[tuple[str, int, float], ...]
-    timed_out: bool
-
-    @property
-    def resumed_from(self) -> int | None:
-        return next((seq for kind, seq, _ in self.events if kind == "started"), None)
-
-
 class _Tester:
     """Runs the job in fresh directories under `base`, one child process at a time."""
 
@@ -220,7 +206,7 @@ class _Tester:
         problem = outcome.problem or _misplaced(outcome) or difference(reference, outcome)
         return replace(outcome, problem=problem)
 
-    def _run(self, point: KillPoint | None) -> tuple[RunOutcome, list[_Attempt]]:
+    def _run(self, point: KillPoint | None) -> tuple[RunOutcome, list[Attempt]]:
         folder = self.base / f"run-{next(self.runs):03d}"
         workdir = folder / "work"
         workdir.mkdir(parents=True)
@@ -255,63 +241,15 @@ class _Tester:
         return self.observe()
 
     def _attempt(self, folder: Path, job_id: str, generation: int,
-                 point: KillPoint | None) -> _Attempt:
-        """Start one child at `generation`, kill it as `point` says, reap it."""
+                 point: KillPoint | None) -> Attempt:
+        """Run one child process at `generation`, killed as `point` says."""
         by_child = point is not None and point.kind != BETWEEN
         request = ChildRequest(self.ref, str(folder / "state"), job_id, generation,
                                str(folder / f"process-{generation}.log"),
                                point.kind if point is not None and by_child else None,
                                point.checkpoint if point is not None and by_child else 0)
-        reader, writer = self.mp.Pipe(duplex=False)
-        process = self.mp.Process(target=run_child, args=(request, writer), daemon=True)
-        process.start()
-        pidfd = pidfds.open_pidfd(process.pid) if process.pid else pidfds.GONE
-        writer.close()
-        try:
-            events, timed_out = self._watch(process, pidfd, reader, None if by_child else point)
-        finally:
-            pidfds.send_signal(pidfd, signal.SIGKILL)
-            process.join()
-            pidfds.close(pidfd)
-            reader.close()
-        return _Attempt(process.exitcode, tuple(events), timed_out)
-
-    def _watch(self, process: Any, pidfd: int, reader: Connection,
-               point: KillPoint | None) -> tuple[list[tuple[str, int, float]], bool]:
-        """Collect the child's events until it ends; SIGKILL it at a timed `point`."""
-        events: list[tuple[str, int, float]] = []
-        deadline = time.monotonic() + self.timeout
-        kill_at: float | None = None
-        waiting: list[Any] = [reader, process.sentinel]
-        while True:
-            now = time.monotonic()
-            if kill_at is not None and now >= kill_at:
-                pidfds.send_signal(pidfd, signal.SIGKILL)
-                return events, False
-            if now >= deadline:
-                return events, True
-            until = deadline if kill_at is None else min(kill_at, deadline)
-            ready = wait(waiting, timeout=until - now)
-            if reader in ready:
-                try:
-                    event = reader.recv()
-                except EOFError:
-                    waiting.remove(reader)
-                    continue
-                events.append(event)
-                if kill_at is None and point is not None and _timer_starts(event, point):
-                    kill_at = time.monotonic() + point.delay
-            elif process.sentinel in ready and reader not in waiting:
-                return events, False
-            elif process.sentinel in ready and not reader.poll():
-                return events, False
-
-
-def _timer_starts(event: tuple[str, int, float], point: KillPoint) -> bool:
-    kind, seq, _ = event
-    if point.checkpoint == 0:
-        return kind == "started"
-    return kind == "checkpoint" and seq == point.checkpoint
+        timed = None if by_child or point is None else (point.checkpoint, point.delay)
+        return run_attempt(self.mp, request, timed, self.timeout)
 
 
 def _misplaced(outcome: RunOutcome) -> str | None:
@@ -332,7 +270,7 @@ def _misplaced(outcome: RunOutcome) -> str | None:
     return None
 
 
-def _broken(attempt: _Attempt, folder: Path) -> str | None:
+def _broken(attempt: Attempt, folder: Path) -> str | None:
     """Why the last process of a run did not finish the job normally, or None."""
     if attempt.timed_out:
         return f"a process ran longer than the timeout; see {folder}"

@@ -34,8 +34,8 @@ MUTANTS = {
         "    checkpoint = None\n",
         ["test_passes_the_safe_ledger_with_every_kill_where_planned"]),
     "the parent never fires a timed kill": (
-        "harunner/testing/kit.py",
-        "kill_at = time.monotonic() + point.delay\n",
+        "harunner/testing/process.py",
+        "kill_at = time.monotonic() + timed[1]\n",
         "kill_at = None\n",
         ["test_a_timed_kill_lands_between_the_planned_checkpoints"]),
 }
