@@ -92,8 +92,9 @@ def run_crash_test(job: Any, args: Args = None, observe: Callable[..., Any] | No
     `points` choose the random kill points; `before=False` skips the points
     "before checkpoint k"; `timeout` bounds each process (seconds);
     `parallel` runs that many kill points at once; `only` runs just these kill
-    points (to replay one from a report) instead of the planned ones. `base_dir` holds the runs'
-    state and working directories (kept); by default a temporary folder on
+    points (to replay one from a report) instead of the planned ones.
+    `base_dir` holds the runs' state and working directories (kept); by
+    default a temporary folder on
     tmpfs (/dev/shm) where there is one, removed at the end: a SIGKILL leaves
     the page cache intact, so tmpfs changes nothing a process crash can show,
     and its fsync costs nothing.
@@ -177,7 +178,7 @@ def _spec(job: Any) -> JobSpec:
 
 
 class _Tester:
-    """Runs the job in fresh directories under `base`, one child process at a time."""
+    """Runs the job in fresh directories under `base`; `run` may be called from threads."""
 
     def __init__(self, spec: JobSpec, args: Args, observe: Callable[..., Any], base: Path,
                  timeout: float) -> None:
@@ -259,11 +260,11 @@ def _misplaced(outcome: RunOutcome) -> str | None:
     if point.kind != BETWEEN:
         expected = point.checkpoint if point.kind == AFTER else point.checkpoint - 1
         if not outcome.killed or outcome.killed_at != expected:
+            found = (f"killed with {outcome.killed_at} acknowledged" if outcome.killed
+                     else "not killed at all")
             return (f"the first process was to be SIGKILLed {point.label} (with {expected} "
-                    f"checkpoints acknowledged), but it was "
-                    f"{'killed' if outcome.killed else 'not killed'} with "
-                    f"{outcome.killed_at} acknowledged; does the job checkpoint the same "
-                    "number of times on every run?")
+                    f"checkpoints acknowledged), but it was {found}; does the job "
+                    "checkpoint the same number of times on every run?")
     if outcome.processes > 1 and outcome.resumed_from != outcome.killed_at:
         return (f"the resumed process started from checkpoint {outcome.resumed_from}, not "
                 f"from the last acknowledged one ({outcome.killed_at})")
@@ -273,7 +274,7 @@ def _misplaced(outcome: RunOutcome) -> str | None:
 def _broken(attempt: Attempt, folder: Path) -> str | None:
     """Why the last process of a run did not finish the job normally, or None."""
     if attempt.timed_out:
-        return f"a process ran longer than the timeout; see {folder}"
+        return f"a process of the job ran longer than the timeout and was killed ({folder.name})"
     if attempt.exitcode == 0:
         return None
     logs = sorted(folder.glob("process-*.log"))

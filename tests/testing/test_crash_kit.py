@@ -120,3 +120,10 @@ def test_random_kill_points_are_seeded_and_in_job_order() -> None:
     for point in first:
         if point.kind == BETWEEN:
             assert 0 <= point.delay <= timings[point.checkpoint + 1] - timings[point.checkpoint]
+
+
+def test_a_process_that_runs_past_the_timeout_is_killed_and_reported() -> None:
+    report = run_crash_test(crash_jobs.slow_steps, {"steps": 1, "delay": 30.0}, timeout=0.5)
+    assert not report.passed and report.outcomes == ()
+    assert "ran longer than the timeout" in report.message()
+    assert report.reference.seconds < 10
