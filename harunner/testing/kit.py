@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import multiprocessing
 import os
 import random
 import shutil
@@ -45,7 +44,7 @@ from harunner.api import JobSpec, check_arguments, spec_of
 from harunner.errors import JobDefinitionError
 from harunner.store import JobState, Owner, Store
 from harunner.testing.child import ChildRequest, JobRef
-from harunner.testing.process import Attempt, run_attempt
+from harunner.testing.process import Attempt, forkserver_context, run_attempt
 from harunner.testing.report import (
     AFTER,
     BEFORE,
@@ -189,8 +188,7 @@ class _Tester:
         self.timeout = timeout
         self.runs = itertools.count(1)
         self.ref = JobRef(spec.module, inspect.getsourcefile(spec.function) or "", spec.name)
-        self.mp = multiprocessing.get_context("forkserver")
-        self.mp.set_forkserver_preload(["harunner.testing.child", spec.module])
+        self.mp = forkserver_context(["harunner.testing.child", spec.module])
 
     def reference(self) -> tuple[RunOutcome, list[float]]:
         """The run without faults, and its timings: start, each checkpoint, finish."""

@@ -14,9 +14,13 @@ reported as timed out.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -38,6 +42,29 @@ class Attempt:
     def resumed_from(self) -> int | None:
         """The checkpoint the process started from (0: none), or None if it never started."""
         return next((seq for kind, seq, _ in self.events if kind == "started"), None)
+
+
+def forkserver_context(preload: list[str]) -> Any:
+    """The forkserver context, its server running (restarted if another part reaped it).
+
+    multiprocessing's forkserver is one per process. If something else in
+    the process reaped it after it died (a `waitpid(-1)` clean-up, as a
+    subreaper does), `ensure_running` raises ChildProcessError forever;
+    forgetting the dead server's pid, address and pipe lets it start afresh.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(preload)
+    try:
+        forkserver.ensure_running()
+    except ChildProcessError:
+        server: Any = getattr(forkserver, "_forkserver")  # noqa: B009 (private: no stub)
+        with contextlib.suppress(OSError, TypeError):
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_pid = None
+        server._forkserver_address = None
+        server._forkserver_alive_fd = None
+        forkserver.ensure_running()
+    return context
 
 
 def run_attempt(mp: Any, request: ChildRequest, timed: tuple[int, float] | None,

@@ -56,20 +56,21 @@ def test_catches_the_unsafe_ledger_and_names_the_first_kill_point() -> None:
 
 
 def test_passes_the_safe_ledger_with_every_kill_where_planned() -> None:
-    report = crash_test(ledger.append_safe, LEDGER, lines_of, points=4, seed=2)
-    assert report.passed and report.checkpoints == 5
+    report = run_crash_test(ledger.append_safe, LEDGER, lines_of, points=4, seed=2)
+    assert report.passed, report.message()
+    assert report.checkpoints == 5
     assert len(report.outcomes) == 5 + 5 + 4
     for outcome in report.outcomes:
         point = outcome.point
         assert point is not None
         if point.kind == BETWEEN and (not outcome.killed or outcome.processes == 1):
             continue  # the job had finished (its outcome recorded) before the timed kill
-        assert outcome.killed and outcome.processes == 2
+        assert outcome.killed and outcome.processes == 2, outcome
         if point.kind != BETWEEN:
             expected = point.checkpoint if point.kind == AFTER else point.checkpoint - 1
             assert outcome.killed_at == expected, outcome
-        assert outcome.resumed_from == outcome.killed_at
-        assert outcome.observed == report.reference.observed
+        assert outcome.resumed_from == outcome.killed_at, outcome
+        assert outcome.observed == report.reference.observed, outcome
         if outcome.killed_at:
             assert outcome.state_at_kill["done"] == outcome.killed_at
 
@@ -127,3 +128,17 @@ def test_a_process_that_runs_past_the_timeout_is_killed_and_reported() -> None:
     assert not report.passed and report.outcomes == ()
     assert "ran longer than the timeout" in report.message()
     assert report.reference.seconds < 10
+
+
+def test_a_forkserver_reaped_by_another_part_of_the_process_is_restarted() -> None:
+    """A subreaper's `waitpid(-1)` clean-up may reap the dead forkserver before the kit looks."""
+    import os
+    import signal
+    from multiprocessing import forkserver
+
+    assert run_crash_test(ledger.append_safe, {**LEDGER, "lines": 1}, points=0).passed
+    pid = forkserver._forkserver._forkserver_pid
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    report = run_crash_test(ledger.append_safe, {**LEDGER, "lines": 1}, points=0)
+    assert report.passed, report.message()
