@@ -9,7 +9,11 @@ Invariants kept here:
 
 - a promise never goes down, and an accept raises the promise to its ballot;
 - a closed instance (`generation < floors[job]`) gets no vote, ever;
-- an unusable state (file missing or corrupt) votes on nothing and says why.
+- an unusable state (file missing or corrupt) votes on nothing and says why;
+- no ballot more than `ROUND_STEP` above the highest round in the state is
+  promised or accepted (refused as `promised`), and no floor above
+  `MAX_FLOOR` is kept: a forged frame can raise this state's rounds by
+  `ROUND_STEP` at most, and never past the bounds its loader checks.
 
 CONTRACT (as in python-composable-paxos): the new state returned with a
 Promise or Accepted MUST be made durable (fsync) by the shell BEFORE that
@@ -33,6 +37,7 @@ from harunner.paxos.messages import (
     Promise,
     Report,
 )
+from harunner.paxos.schema import MAX_FLOOR, ROUND_STEP
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class Acceptor:
     def __init__(self, slot: int, state: AcceptorState) -> None:
         self.slot = slot
         self.state = state
+        self.top = highest_round([state])
 
     def on_prepare(self, message: Prepare) -> tuple[AcceptorState | None, list[Message]]:
         """Promise `message.ballot` in every instance where that does not break a promise."""
@@ -101,27 +107,28 @@ class Acceptor:
         replies: list[Message] = []
         if reports:
             replies.append(Promise(self.slot, message.ballot, tuple(reports)))
-        return self._commit(votes), replies + refusals.messages()
+        return self._commit(votes, message.ballot), replies + refusals.messages()
 
     def on_accept(self, message: Accept) -> tuple[AcceptorState | None, list[Message]]:
         """Accept every proposal whose instance has promised no higher ballot."""
         if not self.state.usable:
             return None, [self._unusable(message.ballot, tuple(k for k, _ in message.proposals))]
         votes = dict(self.state.votes)
-        accepted: list[InstanceKey] = []
         refusals = _Refusals(self.slot, message.ballot)
+        accepted: list[tuple[InstanceKey, Value]] = []
         for key, value in message.proposals:
             if self._refused(key, message.ballot, refusals):
                 continue
             votes[key] = self._accept(votes.get(key, EMPTY_VOTE), message.ballot, value)
-            accepted.append(key)
+            accepted.append((key, value))
         replies: list[Message] = []
         if accepted:
             replies.append(Accepted(self.slot, message.ballot, tuple(accepted)))
-        return self._commit(votes), replies + refusals.messages()
+        return self._commit(votes, message.ballot), replies + refusals.messages()
 
     def forget(self, job_id: str, below_generation: int) -> AcceptorState | None:
         """Close (compact) every instance of `job_id` below `below_generation`."""
+        below_generation = min(below_generation, MAX_FLOOR)
         if not self.state.usable or below_generation <= self.state.floors.get(job_id, 0):
             return None
         floors = dict(self.state.floors)
@@ -145,16 +152,17 @@ class Acceptor:
             refusals.closed.append(key)
             return True
         promised = self.state.promised(key)
-        if ballot < promised:
+        if ballot < promised or ballot.round > self.top + ROUND_STEP:
             refusals.add_promised(key, promised)
             return True
         return False
 
-    def _commit(self, votes: dict[InstanceKey, Vote]) -> AcceptorState | None:
-        """Adopt `votes`; the new state if anything changed, else None."""
+    def _commit(self, votes: dict[InstanceKey, Vote], ballot: Ballot) -> AcceptorState | None:
+        """Adopt `votes` (voted at `ballot`); the new state if anything changed, else None."""
         if votes == self.state.votes:
             return None
         self.state = replace(self.state, votes=votes)
+        self.top = max(self.top, ballot.round)
         return self.state
 
     def _unusable(self, ballot: Ballot, keys: tuple[InstanceKey, ...]) -> Nack:

@@ -8,8 +8,7 @@ Frame (UTF-8 JSON object, at most `MAX_FRAME` bytes):
     promise  ballot, reports [[job_id, generation, [round, slot], [slot, inc] | null], ...]
     nack     ballot, keys, promised [round, slot], reason "promised"|"closed"|"unusable"
     accept   ballot, proposals [[job_id, generation, [slot, inc]], ...]
-    accepted ballot, keys
-    decided  decisions [[job_id, generation, [slot, inc]], ...]
+    accepted ballot, proposals
 
 `decode` raises `CodecError` (with a short `reason`) for anything else:
 bytes that are not JSON, wrong types, unknown or missing fields, another
@@ -29,7 +28,6 @@ from harunner.paxos import schema
 from harunner.paxos.messages import (
     Accept,
     Accepted,
-    Decided,
     Message,
     Nack,
     NackReason,
@@ -173,8 +171,7 @@ _ENCODERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     Accept: lambda m: ("accept", {"ballot": schema.dump_ballot(m.ballot),
                                   "proposals": _dump_pairs(m.proposals)}),
     Accepted: lambda m: ("accepted", {"ballot": schema.dump_ballot(m.ballot),
-                                      "keys": _keys(m.keys)}),
-    Decided: lambda m: ("decided", {"decisions": _dump_pairs(m.decisions)}),
+                                      "proposals": _dump_pairs(m.proposals)}),
 }
 
 _DECODERS: dict[str, tuple[set[str], Callable[[int, dict[str, Any]], Message]]] = {
@@ -187,7 +184,6 @@ _DECODERS: dict[str, tuple[set[str], Callable[[int, dict[str, Any]], Message]]] 
         _reason(b["reason"]))),
     "accept": ({"ballot", "proposals"}, lambda s, b: Accept(
         s, schema.ballot(b["ballot"]), _pairs(b["proposals"], "proposals"))),
-    "accepted": ({"ballot", "keys"}, lambda s, b: Accepted(
-        s, schema.ballot(b["ballot"]), schema.keys(b["keys"]))),
-    "decided": ({"decisions"}, lambda s, b: Decided(s, _pairs(b["decisions"], "decisions"))),
+    "accepted": ({"ballot", "proposals"}, lambda s, b: Accepted(
+        s, schema.ballot(b["ballot"]), _pairs(b["proposals"], "proposals"))),
 }

@@ -28,8 +28,10 @@ already sent, and falling back would silently take it back. A process crash
 cannot tear a save (the page cache keeps a completed write), so a damaged
 copy means damaged media or a lost host, and the slot waits for `repair`.
 The marker is a
-`durable.write_atomic` file. A failed flush raises `DurabilityError` and the
-caller must stop.
+`durable.write_atomic` file. Every number is read with the bounds of
+`harunner.paxos.schema`, the same the codec and the node keep, so no state a
+peer's message can lead to is one this loader refuses. A failed flush raises
+`DurabilityError` and the caller must stop.
 """
 
 from __future__ import annotations
@@ -155,14 +157,15 @@ def _acceptor(obj: Any) -> AcceptorState:
     _format(body)
     floors: dict[str, int] = {}
     for item in schema.array(body["floors"], None, "floors", MAX_VOTES):
-        job_id, floor = schema.key(*schema.array(item, 2, "floor"))
-        floors[job_id] = floor
+        job_id, floor = schema.array(item, 2, "floor")
+        job_id, _ = schema.key(job_id, 0)
+        floors[job_id] = schema.integer(floor, 0, schema.MAX_FLOOR, "floor")
     votes: dict[tuple[str, int], Vote] = {}
     for item in schema.array(body["votes"], None, "votes", MAX_VOTES):
         job_id, generation, promised, accepted, value = schema.array(item, 5, "vote")
         votes[schema.key(job_id, generation)] = Vote(
             schema.ballot(promised), schema.ballot(accepted), schema.optional_value(value))
-    min_round = schema.integer(body["min_round"], 0, schema.MAX_ROUND, "min_round")
+    min_round = schema.integer(body["min_round"], 0, schema.MAX_MIN_ROUND, "min_round")
     return AcceptorState(votes=votes, floors=floors, min_round=min_round)
 
 

@@ -63,6 +63,14 @@ class QuorumOfOneProposer(Proposer):
         self.quorum = 1
 
 
+class NackTrustingProposer(Proposer):
+    """Raises its round from any Nack, before checking that it answers a ballot of its own."""
+
+    def on_nack(self, message, now, rng):  # type: ignore[no-untyped-def]
+        self.seen_round = max(self.seen_round, message.promised.round)
+        return super().on_nack(message, now, rng)
+
+
 class LowPromiseAcceptor(Acceptor):
     """Accepts without raising its promise to the accepted ballot."""
 
@@ -85,4 +93,7 @@ MUTANTS: dict[str, Setup] = {
     "accept-keeps-low-promise": Setup(
         shell_class=_shell_with("LowPromise", acceptor_class=LowPromiseAcceptor)),
     "round-not-reloaded": Setup(shell_class=RoundForgottenShell),
+    "nack-raises-unsolicited": Setup(
+        shell_class=_shell_with("NackTrusting", proposer_class=NackTrustingProposer),
+        forgery=True),
 }

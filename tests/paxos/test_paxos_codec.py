@@ -16,7 +16,6 @@ from harunner.paxos import (
     Accepted,
     Ballot,
     CodecError,
-    Decided,
     Nack,
     NackReason,
     Prepare,
@@ -38,8 +37,8 @@ EXAMPLES = [
     Nack(2, Ballot(1, 0), (KEY,), Ballot(7, 1), NackReason.PROMISED),
     Nack(2, Ballot(1, 0), (KEY,), NO_BALLOT, NackReason.UNUSABLE),
     Accept(0, Ballot(5, 0), ((KEY, Value(0, 1)),)),
-    Accepted(1, Ballot(5, 0), (KEY,)),
-    Decided(0, ((KEY, Value(0, 1)), (("unicode-free_id-9", 2**53), Value(1023, 0)))),
+    Accepted(1, Ballot(5, 0), ((KEY, Value(0, 1)),
+                               (("unicode-free_id-9", 2**53), Value(1023, 2**53)))),
 ]
 FUZZ_FRAMES = int(os.environ.get("HARUNNER_FUZZ_FRAMES", "12000"))
 
@@ -78,7 +77,8 @@ MALFORMED = [
     (frame(sender=1024), "out-of-range"),
     (frame(sender=-1), "out-of-range"),
     (frame(ballot=[1.5, 0]), "wrong-type"),
-    (frame(ballot=[2**60, 0]), "out-of-range"),
+    (frame(ballot=[2**62 + 1, 0]), "out-of-range"),
+    (frame(type="decided"), "unknown-type"),
     (frame(ballot=[1, 0, 0]), "wrong-shape"),
     (frame(keys=[["", 1]]), "out-of-range"),
     (frame(keys=[["a" * 201, 1]]), "out-of-range"),
@@ -144,7 +144,7 @@ def _random_frame(rng: random.Random) -> bytes:
     body = _random_json(rng)
     if isinstance(body, dict) and rng.random() < 0.5:
         body.update(cluster=CLUSTER, schema=1, type=rng.choice(
-            ["prepare", "promise", "nack", "accept", "accepted", "decided"]),
+            ["prepare", "promise", "nack", "accept", "accepted"]),
             sender=rng.randrange(3))
     return json.dumps(body).encode()
 
@@ -167,7 +167,7 @@ def test_fuzzed_frames_never_escape_as_anything_but_a_rejection() -> None:
 
 names = st.text(alphabet="abcXYZ019_-", min_size=1, max_size=20)  # job ids the store accepts
 ints = st.integers(0, 2**53)
-ballots = st.builds(Ballot, ints, st.integers(0, 1023))
+ballots = st.builds(Ballot, st.integers(0, 2**62), st.integers(0, 1023))
 values = st.builds(Value, st.integers(0, 1023), ints)
 keys = st.lists(st.tuples(names, ints), max_size=20, unique=True).map(tuple)
 
@@ -175,9 +175,10 @@ keys = st.lists(st.tuples(names, ints), max_size=20, unique=True).map(tuple)
 @given(st.integers(0, 1023), ballots, keys, st.one_of(st.none(), values))
 def test_round_trip_of_arbitrary_messages(sender: int, ballot: Ballot, ks: tuple,
                                           value: Value | None) -> None:
-    for message in (Prepare(sender, ballot, ks), Accepted(sender, ballot, ks),
+    pairs = tuple((k, value or Value(0, 0)) for k in ks)
+    for message in (Prepare(sender, ballot, ks), Accepted(sender, ballot, pairs),
                     Promise(sender, ballot, tuple(Report(k, ballot, value) for k in ks)),
-                    Decided(sender, tuple((k, value or Value(0, 0)) for k in ks))):
+                    Accept(sender, ballot, pairs)):
         assert decode(encode(message, CLUSTER), CLUSTER) == message
 
 
