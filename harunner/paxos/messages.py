@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from harunner.paxos.ballot import Ballot, InstanceKey, Value
+from harunner.paxos.schema import MAX_ITEMS
 
-BATCH_LIMIT = 1024
+BATCH_LIMIT = MAX_ITEMS
 """Most instances one message carries; proposers split larger batches."""
 
 

@@ -35,7 +35,11 @@ MAX_FLOOR = MAX_GENERATION + 1
 """A compaction floor is one above the last generation of a job."""
 MAX_INCARNATION = 2**53
 MAX_JOB_ID = 200
-MAX_ITEMS = 10_000
+MAX_ITEMS = 1024
+"""Most instances in one message (proposers split larger batches: BATCH_LIMIT)."""
+MAX_ITEM_BYTES = 320
+"""Most bytes one instance takes in a frame (a Promise report with every field at its bound
+and a 200-character job id is 273)."""
 
 
 class SchemaError(ValueError):

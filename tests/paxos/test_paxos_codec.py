@@ -27,6 +27,8 @@ from harunner.paxos import (
     encode,
 )
 from harunner.paxos.codec import MAX_FRAME
+from harunner.paxos.messages import BATCH_LIMIT
+from harunner.paxos.schema import MAX_GENERATION, MAX_INCARNATION, MAX_ROUND, MAX_SLOT
 
 CLUSTER = "cluster-1"
 KEY = ("job", 3)
@@ -48,12 +50,13 @@ def test_round_trip(message: object) -> None:
     assert decode(encode(message, CLUSTER), CLUSTER) == message  # type: ignore[arg-type]
 
 
-def test_a_batch_of_a_thousand_promises_fits_well_under_the_limit() -> None:
-    reports = tuple(Report((f"job-{i:06d}-" + "x" * 40, 2**40), Ballot(2**40, 1023),
-                           Value(1023, 2**40)) for i in range(1000))
-    frame = encode(Promise(0, Ballot(2**40, 1023), reports), CLUSTER)
-    assert len(frame) < MAX_FRAME // 20
-    assert decode(frame, CLUSTER).reports == reports  # type: ignore[union-attr]
+def test_the_largest_batch_a_proposer_sends_fits_under_the_frame_limit() -> None:
+    """A full batch with every field at its bound and the longest job ids still decodes."""
+    reports = tuple(Report(("x" * 194 + f"{i:06d}", MAX_GENERATION), Ballot(MAX_ROUND, MAX_SLOT),
+                           Value(MAX_SLOT, MAX_INCARNATION)) for i in range(BATCH_LIMIT))
+    frame = encode(Promise(MAX_SLOT, Ballot(MAX_ROUND, MAX_SLOT), reports), "c" * 64)
+    assert len(frame) < MAX_FRAME
+    assert decode(frame, "c" * 64).reports == reports  # type: ignore[union-attr]
 
 
 def frame(**changes: object) -> bytes:

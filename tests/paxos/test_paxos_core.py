@@ -197,13 +197,14 @@ ballots_ = st.builds(Ballot, st.integers(0, 5), slots_)
 values_ = st.builds(Value, slots_, st.integers(0, 3))
 keys_ = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3))
 key_tuples = st.lists(keys_, max_size=4, unique=True).map(tuple)
+pairs_ = st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)
 messages_ = st.one_of(
     st.builds(Prepare, slots_, ballots_, key_tuples),
     st.builds(Promise, slots_, ballots_, st.lists(
         st.builds(Report, keys_, ballots_, st.none() | values_), max_size=4).map(tuple)),
     st.builds(Nack, slots_, ballots_, key_tuples, ballots_, st.sampled_from(NackReason)),
-    st.builds(Accept, slots_, ballots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
-    st.builds(Accepted, slots_, ballots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
+    st.builds(Accept, slots_, ballots_, pairs_),
+    st.builds(Accepted, slots_, ballots_, pairs_),
 )
 
 
