@@ -8,6 +8,11 @@ round below which nothing is voted on (set by `repaired`).
 Invariants kept here:
 
 - a promise never goes down, and an accept raises the promise to its ballot;
+- a proposal is accepted only at the very ballot this acceptor last promised
+  in that instance (`_unpromised`): a lone or replayed Accept, whose Prepare
+  this acceptor never promised, is ignored. That is stricter than Paxos
+  needs (an acceptor may always refuse), and costs no decision: phase 2
+  starts only after a majority promised that ballot, and those accept it;
 - a closed instance (`generation < floors[job]`) gets no vote, ever;
 - an unusable state (file missing or corrupt) votes on nothing and says why;
 - no ballot more than `ROUND_STEP` above the highest round in the state is
@@ -110,14 +115,14 @@ class Acceptor:
         return self._commit(votes, message.ballot), replies + refusals.messages()
 
     def on_accept(self, message: Accept) -> tuple[AcceptorState | None, list[Message]]:
-        """Accept every proposal whose instance has promised no higher ballot."""
+        """Accept every proposal whose instance promised exactly this ballot."""
         if not self.state.usable:
             return None, [self._unusable(message.ballot, tuple(k for k, _ in message.proposals))]
         votes = dict(self.state.votes)
         refusals = _Refusals(self.slot, message.ballot)
         accepted: list[tuple[InstanceKey, Value]] = []
         for key, value in message.proposals:
-            if self._refused(key, message.ballot, refusals):
+            if self._refused(key, message.ballot, refusals) or self._unpromised(key, message):
                 continue
             votes[key] = self._accept(votes.get(key, EMPTY_VOTE), message.ballot, value)
             accepted.append((key, value))
@@ -145,6 +150,14 @@ class Acceptor:
     def _accept(self, vote: Vote, ballot: Ballot, value: Value) -> Vote:
         """The vote after accepting `value` at `ballot`: the promise rises with it."""
         return Vote(promised=max(vote.promised, ballot), accepted=ballot, value=value)
+
+    def _unpromised(self, key: InstanceKey, message: Accept) -> bool:
+        """True if this acceptor did not promise `message.ballot` itself in `key`.
+
+        Ignored without a reply: a Nack would only make the proposer retry
+        early, while the majority that did promise accepts.
+        """
+        return self.state.vote(key).promised != message.ballot
 
     def _refused(self, key: InstanceKey, ballot: Ballot, refusals: _Refusals) -> bool:
         """Record and return whether `key` must not be voted on at `ballot`."""

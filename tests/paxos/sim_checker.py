@@ -4,6 +4,8 @@
   once a majority of acceptors accepted it at the same ballot (computed from
   every acceptor state the nodes ever produced, not from what they say);
 - learned: every value a learner reports was chosen;
+- proposed: every chosen value was sent in an Accept, at that ballot, by the
+  slot whose ballot it is (not made up by a forger);
 - promises: an acceptor's promise in an instance never falls below a promise
   it already sent, across crashes and restarts (closed instances excepted);
 - ballots: no two proposals share a ballot: a (instance, ballot) is prepared
@@ -41,7 +43,7 @@ from harunner.paxos.schema import MAX_FLOOR, MAX_MIN_ROUND, MAX_ROUND, ROUND_STE
 if TYPE_CHECKING:
     from sim import Shell, Simulator
 
-INVARIANTS = ("chosen", "learned", "promises", "ballots", "votes", "bounded")
+INVARIANTS = ("chosen", "learned", "proposed", "promises", "ballots", "votes", "bounded")
 
 
 class Violation(AssertionError):
@@ -159,6 +161,8 @@ class Checker:
             if not self.learned[key] <= chosen and "learned" in self.checks:
                 raise Violation("learned", f"{key}: learned {sorted(self.learned[key])}, "
                                 f"chosen {sorted(chosen)}")
+            if "proposed" in self.checks:
+                self._check_proposed(key)
         for slot in slots:
             node = self.sim.shells[slot].node
             if node is None or not node.acceptor_state.usable:
@@ -173,6 +177,13 @@ class Checker:
         quorum = majority(len(self.sim.voters))
         return {value for (_, value), slots in self.accepted.get(key, {}).items()
                 if len(slots) >= quorum}
+
+    def _check_proposed(self, key: InstanceKey) -> None:
+        quorum = majority(len(self.sim.voters))
+        for (ballot, value), slots in self.accepted.get(key, {}).items():
+            if len(slots) >= quorum and self.proposal.get((key, ballot)) != value:
+                raise Violation("proposed", f"{key}: {value} chosen at {ballot}, which "
+                                f"proposed {self.proposal.get((key, ballot))}")
 
     def _check_votes(self, slot: int, state: AcceptorState) -> None:
         for key, vote in state.votes.items():

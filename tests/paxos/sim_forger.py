@@ -5,8 +5,9 @@ without impersonating a correct participant (which no protocol can tell from
 the participant itself without authentication; docs/paxos.md, "Forged
 frames"): it answers ballots that are in flight with Nacks that claim huge
 promises, sends Prepares and Accepts at rounds far above any in use, speaks
-for slots that are not configured, and sends replies to ballots that nobody
-asked about. Every message the forger makes is within the codec's bounds.
+for slots that are not configured, sends replies to ballots that nobody
+asked about, and lone Accepts (with no Prepare) at ballots no slot used.
+Every message the forger makes is within the codec's bounds.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ STRANGERS = (7, 1023)
 def forgery(rng: random.Random, sim: Simulator, target: int,
             keys: tuple[InstanceKey, ...]) -> Message:
     """One forged message for `target`."""
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
     key = rng.choice(keys)
     if kind == 0:
         return _nack_in_flight(rng, sim, target, key)
+    if kind == 6:
+        return _lone_accept(sim, key)
     if kind in (1, 2):
         sender = rng.choice(sim.voters)
         ballot = Ballot(_huge(rng, sim), sender)
@@ -62,6 +65,13 @@ def _nack_in_flight(rng: random.Random, sim: Simulator, target: int,
     promised = Ballot(_huge(rng, sim), rng.choice(sim.voters))
     sender = rng.choice((*sim.voters, STRANGERS[0]))
     return Nack(sender, ballot, (key,), promised, NackReason.PROMISED)
+
+
+def _lone_accept(sim: Simulator, key: InstanceKey) -> Message:
+    """An Accept at a ballot no slot used, with a made-up value: the same one for every
+    target until the rounds move on, so that a majority of acceptors may get it."""
+    sender = sim.voters[-1]
+    return Accept(sender, Ballot(sim.checker.top + 7, sender), ((key, Value(9, 1)),))
 
 
 def _huge(rng: random.Random, sim: Simulator) -> int:

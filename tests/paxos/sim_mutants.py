@@ -71,8 +71,15 @@ class NackTrustingProposer(Proposer):
         return super().on_nack(message, now, rng)
 
 
-class LowPromiseAcceptor(Acceptor):
-    """Accepts without raising its promise to the accepted ballot."""
+class UnpromisedAcceptor(Acceptor):
+    """Accepts a proposal at any ballot not below its promise, even one it never promised."""
+
+    def _unpromised(self, key, message):  # type: ignore[no-untyped-def]
+        return False
+
+
+class LowPromiseAcceptor(UnpromisedAcceptor):
+    """Accepts (as Paxos allows, without a promise of that ballot) but keeps its promise low."""
 
     def _accept(self, vote: Vote, ballot: Ballot, value: Value) -> Vote:
         return Vote(promised=vote.promised, accepted=ballot, value=value)
@@ -93,6 +100,8 @@ MUTANTS: dict[str, Setup] = {
     "accept-keeps-low-promise": Setup(
         shell_class=_shell_with("LowPromise", acceptor_class=LowPromiseAcceptor)),
     "round-not-reloaded": Setup(shell_class=RoundForgottenShell),
+    "accepts-unpromised": Setup(
+        shell_class=_shell_with("Unpromised", acceptor_class=UnpromisedAcceptor), forgery=True),
     "nack-raises-unsolicited": Setup(
         shell_class=_shell_with("NackTrusting", proposer_class=NackTrustingProposer),
         forgery=True),

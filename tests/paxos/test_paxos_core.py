@@ -51,8 +51,11 @@ def test_repeated_prepare_changes_nothing_and_lower_prepare_is_refused() -> None
     assert replies == [Nack(1, Ballot(1, 2), (KEY,), Ballot(2, 0), NackReason.PROMISED)]
 
 
-def test_accept_raises_the_promise() -> None:
+def test_accept_is_taken_only_at_the_promised_ballot() -> None:
     acceptor = Acceptor(1, AcceptorState())
+    state, replies = acceptor.on_accept(Accept(0, Ballot(3, 0), ((KEY, Value(0, 1)),)))
+    assert state is None and replies == []  # a lone Accept: never promised, ignored
+    acceptor.on_prepare(Prepare(0, Ballot(3, 0), (KEY,)))
     state, replies = acceptor.on_accept(Accept(0, Ballot(3, 0), ((KEY, Value(0, 1)),)))
     assert state is not None and state.vote(KEY) == Vote(Ballot(3, 0), Ballot(3, 0), Value(0, 1))
     assert replies == [Accepted(1, Ballot(3, 0), ((KEY, Value(0, 1)),))]
@@ -62,6 +65,7 @@ def test_accept_raises_the_promise() -> None:
 
 def test_promise_reports_the_accepted_value() -> None:
     acceptor = Acceptor(1, AcceptorState())
+    acceptor.on_prepare(Prepare(0, Ballot(1, 0), (KEY,)))
     acceptor.on_accept(Accept(0, Ballot(1, 0), ((KEY, Value(0, 7)),)))
     _, replies = acceptor.on_prepare(Prepare(2, Ballot(2, 2), (KEY,)))
     report = replies[0].reports[0]
@@ -76,7 +80,7 @@ def test_mixed_batch_gets_one_promise_and_one_nack_per_reason() -> None:
 
 
 def test_unusable_acceptor_votes_on_nothing_and_says_why() -> None:
-    acceptor = Acceptor(1, unusable("file missing"))
+    acceptor = Acceptor(1, unusable("file missing"))  # (says so even to a lone Accept)
     state, replies = acceptor.on_prepare(Prepare(0, Ballot(1, 0), (KEY,)))
     assert state is None and replies[0].reason is NackReason.UNUSABLE
     state, replies = acceptor.on_accept(Accept(0, Ballot(1, 0), ((KEY, Value(0, 1)),)))
