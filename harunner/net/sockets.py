@@ -13,7 +13,8 @@ Invariants kept here:
   memory and bounded work per loop turn: each socket has a high-water mark of
   a few hundred frames per connection (`BUS_HWM`, `PEER_HWM`) and a MAXMSGSIZE
   equal to what its codec decodes (`harunner.net.bus.MAX_BUS_FRAME`,
-  `harunner.paxos.codec.MAX_FRAME`): libzmq drops the connection of a peer
+  `harunner.paxos.codec.MAX_FRAME`; a bus PUB, which only reads
+  subscriptions, `SUBSCRIPTION_MAX`): libzmq drops the connection of a peer
   that sends a larger frame before the process sees any of it; and `drain`
   hands out at most `BUS_DRAIN_LIMIT` or `PEER_DRAIN_LIMIT` frames per call,
   so a loop turn that reads both stays within a few milliseconds and the
@@ -42,6 +43,10 @@ BUS_HWM = 1000
 """Frames queued per bus connection: 1000 beats are 20 s of one runner's beats."""
 PEER_HWM = 256
 """Frames queued per peer connection (a Paxos round is a handful of batched frames)."""
+SUBSCRIPTION_MAX = 32
+"""MAXMSGSIZE of a bus PUB, whose only input is subscriptions: a SUB's handshake (25 bytes)
+and its subscription to everything fit; a hostile subscription of megabytes, which libzmq
+would store byte by byte in its subscription trie, drops the connection instead."""
 BUS_DRAIN_LIMIT = 256
 """Bus frames read per `drain` (decoding one costs ~30 us)."""
 PEER_DRAIN_LIMIT = 16
@@ -104,7 +109,7 @@ class Publisher:
     """The PUB end of the heartbeat bus for one participant."""
 
     def __init__(self, context: zmq.Context, guard: BindGuard, path: Path) -> None:
-        self.socket = _socket(context, zmq.PUB, 0, MAX_BUS_FRAME, BUS_HWM)
+        self.socket = _socket(context, zmq.PUB, 0, SUBSCRIPTION_MAX, BUS_HWM)
         guard.bind(self.socket, path)
         self.dropped = 0
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +51,11 @@ def hostile(context: zmq.Context, path: Path, kind: int = zmq.DEALER) -> zmq.Soc
     return socket
 
 
+def rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
 def read_all(link: PeerLink, limit: int | None = None) -> list[bytes]:
     """Drain until empty, one call at a time; each call must respect its limit."""
     frames: list[bytes] = []
@@ -64,7 +72,7 @@ def test_every_socket_has_bounded_queues_and_frames(context, run_dir, link) -> N
     publisher = Publisher(context, guard, run_dir / "bus-0.sock")
     subscriber = Subscriber(context, [run_dir / "bus-0.sock"])
     try:
-        for socket, frame, hwm in ((publisher.socket, bus.MAX_BUS_FRAME, sockets.BUS_HWM),
+        for socket, frame, hwm in ((publisher.socket, sockets.SUBSCRIPTION_MAX, sockets.BUS_HWM),
                                    (subscriber.socket, bus.MAX_BUS_FRAME, sockets.BUS_HWM),
                                    (link.inbound, codec.MAX_FRAME, sockets.PEER_HWM),
                                    (link.outbound, codec.MAX_FRAME, sockets.PEER_HWM)):
@@ -153,6 +161,49 @@ def test_a_hostile_socket_that_connects_to_a_bus_publisher_cannot_send(context, 
     finally:
         for socket in hostiles:
             socket.close()
+        publisher.close()
+        subscriber.close()
+        guard.release()
+
+
+GREEDY = """
+import os, random, sys, time, zmq
+socket = zmq.Context().socket(zmq.XSUB)
+socket.connect(sys.argv[1])
+rng = random.Random(0)
+for i in range(1000):
+    socket.send(b"\\x01" + rng.randbytes(4000))
+print("sent", flush=True)
+time.sleep(float(sys.argv[2]))
+os._exit(0)  # libzmq frees a long subscription recursively: it would overflow the stack
+"""
+
+
+def test_a_huge_subscription_drops_the_subscriber_not_the_publisher(context, run_dir) -> None:
+    """libzmq keeps a subscription byte by byte in a trie (~50 bytes a byte, freed by a
+    recursion as deep as it is long): before the limit, 4 MB of subscriptions cost the
+    publisher 200 MB, and dropping that subscriber could overflow its stack."""
+    guard = BindGuard()
+    publisher = Publisher(context, guard, run_dir / "bus-3.sock")
+    subscriber = Subscriber(context, [run_dir / "bus-3.sock"])
+    frame = bus.encode(bus.Poke("x"), "c")
+    greedy = None
+    try:
+        wait_until(lambda: (publisher.publish(frame), subscriber.socket.poll(10))[1], 5,
+                   "the bus to deliver")
+        before = rss_mb()
+        greedy = subprocess.Popen([sys.executable, "-c", GREEDY, sockets.url(
+            run_dir / "bus-3.sock"), "3"], stdout=subprocess.PIPE)
+        assert greedy.stdout is not None and greedy.stdout.readline() == b"sent\n"
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # the publisher reads subscriptions when it sends
+            publisher.publish(frame)
+            subscriber.socket.poll(10)
+        assert rss_mb() - before < 20
+    finally:
+        if greedy is not None:
+            greedy.kill()
+            greedy.wait()
         publisher.close()
         subscriber.close()
         guard.release()
