@@ -2,8 +2,11 @@
 
 `AcceptorState` is an immutable snapshot: one `Vote` (promise and accepted
 proposal) per open instance, a per-job `floors` low-water mark below which
-instances are closed (compacted: never voted on again), and `min_round`, a
-round below which nothing is voted on (set by `repaired`).
+instances are closed (compacted: never voted on again), `min_round`, a
+round below which nothing is voted on (set by `repaired`), and `top_round`,
+the highest round it ever promised or accepted, kept through compaction
+(the base of the `ROUND_STEP` window, so that compacting votes away and
+restarting never narrows it below the rounds honest proposers use).
 
 Invariants kept here:
 
@@ -64,6 +67,7 @@ class AcceptorState:
     votes: Mapping[InstanceKey, Vote] = field(default_factory=dict)
     floors: Mapping[str, int] = field(default_factory=dict)
     min_round: int = 0
+    top_round: int = 0
     usable: bool = True
     reason: str = ""
 
@@ -94,7 +98,7 @@ class Acceptor:
     def __init__(self, slot: int, state: AcceptorState) -> None:
         self.slot = slot
         self.state = state
-        self.top = highest_round([state])
+        self.top = max(highest_round([state]), state.top_round if state.usable else 0)
 
     def on_prepare(self, message: Prepare) -> tuple[AcceptorState | None, list[Message]]:
         """Promise `message.ballot` in every instance where that does not break a promise."""
@@ -174,8 +178,8 @@ class Acceptor:
         """Adopt `votes` (voted at `ballot`); the new state if anything changed, else None."""
         if votes == self.state.votes:
             return None
-        self.state = replace(self.state, votes=votes)
         self.top = max(self.top, ballot.round)
+        self.state = replace(self.state, votes=votes, top_round=self.top)
         return self.state
 
     def _unusable(self, ballot: Ballot, keys: tuple[InstanceKey, ...]) -> Nack:
@@ -212,7 +216,7 @@ def highest_round(states: Iterable[AcceptorState]) -> int:
     """The highest round any of `states` promised or accepted (or was floored at)."""
     rounds = [0]
     for state in filter(lambda state: state.usable, states):
-        rounds.append(state.min_round)
+        rounds += [state.min_round, state.top_round]
         rounds.extend(max(vote.promised, vote.accepted).round for vote in state.votes.values())
     return max(rounds)
 

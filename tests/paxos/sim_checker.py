@@ -98,6 +98,7 @@ class Checker:
         rounds = [] if proposer is None else [proposer.round]
         if acceptor is not None and acceptor.usable:
             rounds += [max(v.promised, v.accepted).round for v in acceptor.votes.values()]
+            rounds.append(acceptor.top_round)
             floors_ok = all(floor <= MAX_FLOOR for floor in acceptor.floors.values())
             if (acceptor.min_round > MAX_MIN_ROUND or not floors_ok) and "bounded" in self.checks:
                 raise Violation("bounded", f"slot {shell.slot} would save {acceptor}")

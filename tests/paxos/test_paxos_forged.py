@@ -94,6 +94,22 @@ def test_a_prepare_far_above_every_round_is_refused_and_changes_nothing() -> Non
     assert ok.acceptor_state is not None
 
 
+def test_compaction_and_a_restart_do_not_narrow_the_round_window(tmp_path: Path) -> None:
+    """The window's base is durable: after the votes are compacted away, a restarted
+    acceptor still takes a ballot just above the rounds honest proposers had reached."""
+    n = node(1)
+    high = 3 * ROUND_STEP
+    for round_ in range(ROUND_STEP, high + 1, ROUND_STEP):
+        effects = n.receive(Prepare(2, Ballot(round_, 2), (KEY,)), 0.0, RNG)
+        assert effects.acceptor_state is not None
+    state = n.forget(KEY[0], KEY[1] + 1).acceptor_state
+    assert state is not None and not state.votes and state.top_round == high
+    paxos_files.save_acceptor(tmp_path / "a", state)
+    restarted = Node(1, SLOTS, paxos_files.load_acceptor(tmp_path / "a"), ProposerState())
+    effects = restarted.receive(Prepare(2, Ballot(high + 5, 2), (("next", 1),)), 0.0, RNG)
+    assert effects.acceptor_state is not None
+
+
 def test_prepare_or_accept_for_a_ballot_of_another_slot_changes_nothing() -> None:
     n = node(1)
     assert n.receive(Prepare(2, Ballot(3, 0), (KEY,)), 0.0, RNG).acceptor_state is None
