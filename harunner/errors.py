@@ -68,5 +68,17 @@ class DiskFullError(StoreError):
     """The disk is full: the old version is intact, the new one was not written."""
 
 
+class FrameError(HarunnerError, ValueError):
+    """A frame from a socket that is not a valid message of this cluster; dropped and counted.
+
+    Raised by both wire codecs (`harunner.net.bus` and `harunner.paxos.codec`);
+    `reason` is a short category for the counters (`not-json`, `too-large`, ...).
+    """
+
+    def __init__(self, reason: str, detail: str = "", what: str = "frame") -> None:
+        super().__init__(f"rejected {what} ({reason}){': ' + detail if detail else ''}")
+        self.reason = reason
+
+
 class ClusterError(HarunnerError):
     """The cluster cannot start or be reached (state directory in use, no supervisor)."""

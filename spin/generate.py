@@ -31,7 +31,9 @@ def header(count: int) -> str:
    be received at any later time, many times, or never, which covers loss,
    duplication, reordering and delay. Crash-restart: a proposer loses its
    phase and comes back once as a new incarnation with a new value, keeping
-   its durable round; an acceptor reloads its memory from its disk.
+   its durable round; an acceptor reloads its memory from its disk. An
+   acceptor accepts only at the ballot it promised last (harunner/paxos/
+   acceptor.py: a lone Accept is ignored).
 
    Checked: agreement (never two values chosen, each by a majority at one
    ballot; an LTL claim) and that a value a proposer learns was chosen and is
@@ -61,6 +63,7 @@ byte learned = 0;
 
 #define CHOSEN(b) (acc2b[0].x[b] + acc2b[1].x[b] + acc2b[2].x[b] >= MAJORITY)
 #define CAN_VOTE(a, b) (maxBal[a] == NONE || b >= maxBal[a])
+#define CAN_ACCEPT(a, b) (maxBal[a] == b)   /* only the ballot it promised last */
 
 inline persist(a) {{
     dBal[a] = maxBal[a]; dVBal[a] = maxVBal[a]; dVal[a] = maxVal[a]
@@ -85,7 +88,7 @@ def acceptor(count: int) -> str:
             "#endif",
             f"        promised[a].x[{b}] = 1; repBal[a].x[{b}] = maxVBal[a]; "
             f"repVal[a].x[{b}] = maxVal[a] }}",
-            f"    :: d_step {{ acc2a[{b}] != 0 && CAN_VOTE(a, {b}) ->   /* accept {b} */",
+            f"    :: d_step {{ acc2a[{b}] != 0 && CAN_ACCEPT(a, {b}) ->   /* accept {b} */",
             f"        maxBal[a] = {b}; maxVBal[a] = {b}; maxVal[a] = acc2a[{b}];",
             "#ifndef PERSIST_LATE",
             "        persist(a);",

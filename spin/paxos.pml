@@ -7,7 +7,9 @@
    be received at any later time, many times, or never, which covers loss,
    duplication, reordering and delay. Crash-restart: a proposer loses its
    phase and comes back once as a new incarnation with a new value, keeping
-   its durable round; an acceptor reloads its memory from its disk.
+   its durable round; an acceptor reloads its memory from its disk. An
+   acceptor accepts only at the ballot it promised last (harunner/paxos/
+   acceptor.py: a lone Accept is ignored).
 
    Checked: agreement (never two values chosen, each by a majority at one
    ballot; an LTL claim) and that a value a proposer learns was chosen and is
@@ -37,6 +39,7 @@ byte learned = 0;
 
 #define CHOSEN(b) (acc2b[0].x[b] + acc2b[1].x[b] + acc2b[2].x[b] >= MAJORITY)
 #define CAN_VOTE(a, b) (maxBal[a] == NONE || b >= maxBal[a])
+#define CAN_ACCEPT(a, b) (maxBal[a] == b)   /* only the ballot it promised last */
 
 inline persist(a) {
     dBal[a] = maxBal[a]; dVBal[a] = maxVBal[a]; dVal[a] = maxVal[a]
@@ -54,7 +57,7 @@ proctype Acceptor(byte a) {
         persist(a);
 #endif
         promised[a].x[0] = 1; repBal[a].x[0] = maxVBal[a]; repVal[a].x[0] = maxVal[a] }
-    :: d_step { acc2a[0] != 0 && CAN_VOTE(a, 0) ->   /* accept 0 */
+    :: d_step { acc2a[0] != 0 && CAN_ACCEPT(a, 0) ->   /* accept 0 */
         maxBal[a] = 0; maxVBal[a] = 0; maxVal[a] = acc2a[0];
 #ifndef PERSIST_LATE
         persist(a);
@@ -66,7 +69,7 @@ proctype Acceptor(byte a) {
         persist(a);
 #endif
         promised[a].x[1] = 1; repBal[a].x[1] = maxVBal[a]; repVal[a].x[1] = maxVal[a] }
-    :: d_step { acc2a[1] != 0 && CAN_VOTE(a, 1) ->   /* accept 1 */
+    :: d_step { acc2a[1] != 0 && CAN_ACCEPT(a, 1) ->   /* accept 1 */
         maxBal[a] = 1; maxVBal[a] = 1; maxVal[a] = acc2a[1];
 #ifndef PERSIST_LATE
         persist(a);
@@ -78,7 +81,7 @@ proctype Acceptor(byte a) {
         persist(a);
 #endif
         promised[a].x[2] = 1; repBal[a].x[2] = maxVBal[a]; repVal[a].x[2] = maxVal[a] }
-    :: d_step { acc2a[2] != 0 && CAN_VOTE(a, 2) ->   /* accept 2 */
+    :: d_step { acc2a[2] != 0 && CAN_ACCEPT(a, 2) ->   /* accept 2 */
         maxBal[a] = 2; maxVBal[a] = 2; maxVal[a] = acc2a[2];
 #ifndef PERSIST_LATE
         persist(a);

@@ -2,8 +2,11 @@
 
 The bus is soft state: a lost beat or notice only delays detection, never
 breaks safety, because ownership is decided by Paxos and fenced by the store.
-`decode` rejects anything malformed or foreign with `BusFrameError`, which the
-caller counts and drops.
+`decode` rejects anything malformed or foreign with `harunner.errors.FrameError`
+(`BusFrameError` is the same class), which the caller counts and drops. It is
+cheap on garbage: the size is checked before any parsing, and every number
+must be an int within the bounds of `harunner.paxos.schema` (`FIELD_BOUNDS`),
+so no field of a decoded message can make its reader fail later.
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ import json
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
+from harunner.errors import FrameError
+from harunner.paxos import schema
+
 SCHEMA = 1
-MAX_BUS_FRAME = 1024 * 1024
+MAX_BUS_FRAME = 4096
+"""Largest bus frame decoded; a beat is ~150 bytes, an OwnerChange with the longest
+job id ~350. The bus sockets' MAXMSGSIZE is this too."""
+MAX_TEXT = 200
+PID_MAX = 2**22  # the kernel's highest pid_max
 
 
 @dataclass(frozen=True)
@@ -65,8 +75,18 @@ TYPES: dict[str, type] = {cls.__name__: cls for cls in (Beat, ExitNotice, Superv
                                                         OwnerChange, Poke)}
 
 
-class BusFrameError(ValueError):
-    """A bus frame that does not parse, or belongs to another cluster or schema."""
+BusFrameError = FrameError
+"""The older name of the bus's frame error; callers should catch `FrameError`."""
+
+FIELD_BOUNDS: dict[str, tuple[int, int]] = {
+    "slot": (0, schema.MAX_SLOT),
+    "incarnation": (0, schema.MAX_INCARNATION),
+    "pid": (1, PID_MAX),
+    "seq": (0, 2**63 - 1),
+    "owned": (0, 2**31),
+    "code": (-255, 255),
+    "generation": (0, schema.MAX_GENERATION),
+}
 
 
 def encode(message: BusMessage, cluster: str) -> bytes:
@@ -76,37 +96,65 @@ def encode(message: BusMessage, cluster: str) -> bytes:
 
 
 def decode(frame: bytes, cluster: str) -> BusMessage:
-    """The message in `frame`; BusFrameError for anything malformed or foreign."""
+    """The message in `frame`; FrameError for anything malformed or foreign."""
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise _error("not-bytes", type(frame).__name__)
     if len(frame) > MAX_BUS_FRAME:
-        raise BusFrameError("frame too large")
+        raise _error("too-large", f"{len(frame)} bytes, limit {MAX_BUS_FRAME}")
     try:
-        body = json.loads(frame)
+        body = _JSON.decode(bytes(frame).decode("utf-8"))
+    except RecursionError:
+        raise _error("too-deep") from None
     except (ValueError, UnicodeDecodeError):
-        raise BusFrameError("not JSON") from None
+        raise _error("not-json") from None
     if not isinstance(body, dict):
-        raise BusFrameError("not an object")
+        raise _error("no-envelope", "not an object")
     if body.pop("_v", None) != SCHEMA:
-        raise BusFrameError("other schema version")
+        raise _error("other-schema")
     if body.pop("_c", None) != cluster:
-        raise BusFrameError("other cluster")
-    cls = TYPES.get(body.pop("_t", None))  # type: ignore[arg-type]
+        raise _error("other-cluster")
+    kind = body.pop("_t", None)
+    cls = TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise BusFrameError("unknown type")
+        raise _error("unknown-type")
     return _build(cls, body)
 
 
-def _build(cls: type, body: dict[str, Any]) -> BusMessage:
-    expected = {f.name: f for f in fields(cls)}
-    required = {name for name, f in expected.items()
+def _error(reason: str, detail: str = "") -> FrameError:
+    return FrameError(reason, detail, "bus frame")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+_JSON = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def _shape(cls: type) -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
+    """(field names, required names, kind of each field) of a message class."""
+    kinds = {f.name: str(f.type) for f in fields(cls)}
+    required = {f.name for f in fields(cls)
                 if f.default is MISSING and f.default_factory is MISSING}
-    if set(body) - set(expected) or required - set(body):
-        raise BusFrameError(f"wrong fields for {cls.__name__}")
-    values = {}
+    return frozenset(kinds), frozenset(required), kinds
+
+
+SHAPES = {cls: _shape(cls) for cls in TYPES.values()}
+
+
+def _build(cls: type, body: dict[str, Any]) -> BusMessage:
+    names, required, kinds = SHAPES[cls]
+    if not names.issuperset(body) or not required.issubset(body):
+        raise _error("wrong-fields", cls.__name__)
     for name, value in body.items():
-        kind = str(expected[name].type)
-        if kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise BusFrameError(f"{cls.__name__}.{name} is not an integer")
-        if kind == "str" and not isinstance(value, str):
-            raise BusFrameError(f"{cls.__name__}.{name} is not a string")
-        values[name] = value
-    return cls(**values)  # type: ignore[no-any-return]
+        if kinds[name] == "int":
+            low, high = FIELD_BOUNDS[name]
+            if type(value) is not int:
+                raise _error("wrong-type", f"{cls.__name__}.{name} is not an integer")
+            if not low <= value <= high:
+                raise _error("out-of-range", f"{cls.__name__}.{name}={value}")
+        elif not (type(value) is str and 0 < len(value) <= MAX_TEXT):
+            raise _error("wrong-type", f"{cls.__name__}.{name} is not a short string")
+        elif name == "job_id" and schema.JOB_ID.fullmatch(value) is None:
+            raise _error("bad-job-id", "a job id has only letters, digits, - and _")
+    return cls(**body)  # type: ignore[no-any-return]

@@ -8,7 +8,18 @@ Invariants kept here:
 - an `ipc://` path longer than libzmq allows is refused with a clear message;
 - the outbound peer socket is a ROUTER with ROUTER_MANDATORY: a frame for a
   peer that is not connected fails at once and is counted, never queued;
-- one `zmq.Context` per process, created by the caller after the process started.
+- one `zmq.Context` per process, created by the caller after the process started;
+- every queue and every frame is bounded, so a flood of frames costs bounded
+  memory and bounded work per loop turn: each socket has a high-water mark of
+  a few hundred frames per connection (`BUS_HWM`, `PEER_HWM`) and a MAXMSGSIZE
+  equal to what its codec decodes (`harunner.net.bus.MAX_BUS_FRAME`,
+  `harunner.paxos.codec.MAX_FRAME`; a bus PUB, which only reads
+  subscriptions, `SUBSCRIPTION_MAX`): libzmq drops the connection of a peer
+  that sends a larger frame before the process sees any of it; and `drain`
+  hands out at most `BUS_DRAIN_LIMIT` or `PEER_DRAIN_LIMIT` frames per call,
+  so a loop turn that reads both stays within a few milliseconds and the
+  loop keeps beating. Frames left over wait for the next turn (or are
+  dropped by libzmq at the high-water mark).
 Frames are bytes; what they mean is the business of `harunner.net.bus` and
 `harunner.paxos.codec`. Where the sockets live is `harunner.store.layout`'s.
 """
@@ -24,9 +35,22 @@ import filelock
 import zmq
 
 from harunner.errors import ClusterError, ConfigError
+from harunner.net.bus import MAX_BUS_FRAME
+from harunner.paxos.codec import MAX_FRAME as MAX_PEER_FRAME
 
 PAXOS_LINGER_MS = 50
-MAX_FRAME = 8 * 1024 * 1024
+BUS_HWM = 1000
+"""Frames queued per bus connection: 1000 beats are 20 s of one runner's beats."""
+PEER_HWM = 256
+"""Frames queued per peer connection (a Paxos round is a handful of batched frames)."""
+SUBSCRIPTION_MAX = 32
+"""MAXMSGSIZE of a bus PUB, whose only input is subscriptions: a SUB's handshake (25 bytes)
+and its subscription to everything fit; a hostile subscription of megabytes, which libzmq
+would store byte by byte in its subscription trie, drops the connection instead."""
+BUS_DRAIN_LIMIT = 256
+"""Bus frames read per `drain` (decoding one costs ~30 us)."""
+PEER_DRAIN_LIMIT = 16
+"""Peer frames read per `drain` (one may cost a durable write of a few ms)."""
 
 
 def check_ipc_paths(paths: Iterable[Path]) -> None:
@@ -70,10 +94,14 @@ class BindGuard:
         self._locks.clear()
 
 
-def _socket(context: zmq.Context, kind: int, linger: int) -> zmq.Socket:
+def _socket(context: zmq.Context, kind: int, linger: int, max_frame: int,
+            hwm: int) -> zmq.Socket:
+    """A socket with LINGER, MAXMSGSIZE and both high-water marks set."""
     socket = context.socket(kind)
     socket.setsockopt(zmq.LINGER, linger)
-    socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_frame)
+    socket.setsockopt(zmq.SNDHWM, hwm)
+    socket.setsockopt(zmq.RCVHWM, hwm)
     return socket
 
 
@@ -81,8 +109,7 @@ class Publisher:
     """The PUB end of the heartbeat bus for one participant."""
 
     def __init__(self, context: zmq.Context, guard: BindGuard, path: Path) -> None:
-        self.socket = _socket(context, zmq.PUB, 0)
-        self.socket.setsockopt(zmq.SNDHWM, 1000)
+        self.socket = _socket(context, zmq.PUB, 0, SUBSCRIPTION_MAX, BUS_HWM)
         guard.bind(self.socket, path)
         self.dropped = 0
 
@@ -100,14 +127,13 @@ class Subscriber:
     """The SUB end of the heartbeat bus, connected to every publisher's path."""
 
     def __init__(self, context: zmq.Context, paths: Iterable[Path]) -> None:
-        self.socket = _socket(context, zmq.SUB, 0)
-        self.socket.setsockopt(zmq.RCVHWM, 10000)
+        self.socket = _socket(context, zmq.SUB, 0, MAX_BUS_FRAME, BUS_HWM)
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         for path in paths:
             self.socket.connect(url(path))
 
-    def drain(self, limit: int = 10000) -> Iterator[bytes]:
-        """Frames waiting now, without blocking."""
+    def drain(self, limit: int = BUS_DRAIN_LIMIT) -> Iterator[bytes]:
+        """Up to `limit` frames waiting now, without blocking."""
         for _ in range(limit):
             try:
                 yield self.socket.recv(flags=zmq.NOBLOCK)
@@ -127,17 +153,16 @@ class PeerLink:
 
     def __init__(self, context: zmq.Context, guard: BindGuard, slot: int,
                  peers: Mapping[int, Path]) -> None:
-        self.inbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS)
+        self.inbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS, MAX_PEER_FRAME, PEER_HWM)
         self.inbound.setsockopt(zmq.ROUTING_ID, peer_identity(slot))
-        self.inbound.setsockopt(zmq.RCVHWM, 10000)
         guard.bind(self.inbound, peers[slot])
-        self.outbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS)
+        self.outbound = _socket(context, zmq.ROUTER, PAXOS_LINGER_MS, MAX_PEER_FRAME, PEER_HWM)
         self.outbound.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.outbound.setsockopt(zmq.SNDHWM, 10000)
         for other, path in peers.items():
             if other != slot:
                 self.outbound.connect(url(path))
         self.unreachable = 0
+        self.malformed = 0
 
     def send(self, slot: int, frame: bytes) -> bool:
         """Send `frame` to `slot`; False (and counted) if that peer is not reachable now."""
@@ -150,15 +175,21 @@ class PeerLink:
             self.unreachable += 1
             return False
 
-    def drain(self, limit: int = 10000) -> Iterator[bytes]:
-        """Frames waiting now, without blocking (the sender's routing id is dropped)."""
+    def drain(self, limit: int = PEER_DRAIN_LIMIT) -> Iterator[bytes]:
+        """Up to `limit` frames waiting now, without blocking (the routing id is dropped).
+
+        A message of other than two parts (routing id and frame) is dropped and
+        counted in `malformed`; it counts toward `limit` too.
+        """
         for _ in range(limit):
             try:
-                parts = self.inbound.recv_multipart(flags=zmq.NOBLOCK)
+                parts = self.inbound.recv_multipart(flags=zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             if len(parts) == 2:
                 yield parts[1]
+            else:
+                self.malformed += 1
 
     def close(self) -> None:
         self.inbound.close(linger=PAXOS_LINGER_MS)

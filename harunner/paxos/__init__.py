@@ -14,7 +14,6 @@ from harunner.paxos.messages import (
     BATCH_LIMIT,
     Accept,
     Accepted,
-    Decided,
     Message,
     Nack,
     NackReason,
@@ -27,7 +26,7 @@ from harunner.paxos.proposer import Proposer, ProposerState
 
 __all__ = [
     "BATCH_LIMIT", "NO_BALLOT", "Accept", "Accepted", "Acceptor", "AcceptorState", "Ballot",
-    "CodecError", "Decided", "Effects", "InstanceKey", "Learner", "Message", "Nack",
+    "CodecError", "Effects", "InstanceKey", "Learner", "Message", "Nack",
     "NackReason", "Node", "Prepare", "Promise", "Proposer", "ProposerState", "Rejects",
     "Report", "Value", "Vote", "decode", "encode", "majority", "repaired", "unusable",
 ]

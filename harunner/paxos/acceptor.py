@@ -2,14 +2,26 @@
 
 `AcceptorState` is an immutable snapshot: one `Vote` (promise and accepted
 proposal) per open instance, a per-job `floors` low-water mark below which
-instances are closed (compacted: never voted on again), and `min_round`, a
-round below which nothing is voted on (set by `repaired`).
+instances are closed (compacted: never voted on again), `min_round`, a
+round below which nothing is voted on (set by `repaired`), and `top_round`,
+the highest round it ever promised or accepted, kept through compaction
+(the base of the `ROUND_STEP` window, so that compacting votes away and
+restarting never narrows it below the rounds honest proposers use).
 
 Invariants kept here:
 
 - a promise never goes down, and an accept raises the promise to its ballot;
+- a proposal is accepted only at the very ballot this acceptor last promised
+  in that instance (`_unpromised`): a lone or replayed Accept, whose Prepare
+  this acceptor never promised, is ignored. That is stricter than Paxos
+  needs (an acceptor may always refuse), and costs no decision: phase 2
+  starts only after a majority promised that ballot, and those accept it;
 - a closed instance (`generation < floors[job]`) gets no vote, ever;
-- an unusable state (file missing or corrupt) votes on nothing and says why.
+- an unusable state (file missing or corrupt) votes on nothing and says why;
+- no ballot more than `ROUND_STEP` above the highest round in the state is
+  promised or accepted (refused as `promised`), and no floor above
+  `MAX_FLOOR` is kept: a forged frame can raise this state's rounds by
+  `ROUND_STEP` at most, and never past the bounds its loader checks.
 
 CONTRACT (as in python-composable-paxos): the new state returned with a
 Promise or Accepted MUST be made durable (fsync) by the shell BEFORE that
@@ -33,6 +45,7 @@ from harunner.paxos.messages import (
     Promise,
     Report,
 )
+from harunner.paxos.schema import MAX_FLOOR, ROUND_STEP
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,7 @@ class AcceptorState:
     votes: Mapping[InstanceKey, Vote] = field(default_factory=dict)
     floors: Mapping[str, int] = field(default_factory=dict)
     min_round: int = 0
+    top_round: int = 0
     usable: bool = True
     reason: str = ""
 
@@ -84,6 +98,7 @@ class Acceptor:
     def __init__(self, slot: int, state: AcceptorState) -> None:
         self.slot = slot
         self.state = state
+        self.top = max(highest_round([state]), state.top_round if state.usable else 0)
 
     def on_prepare(self, message: Prepare) -> tuple[AcceptorState | None, list[Message]]:
         """Promise `message.ballot` in every instance where that does not break a promise."""
@@ -101,27 +116,28 @@ class Acceptor:
         replies: list[Message] = []
         if reports:
             replies.append(Promise(self.slot, message.ballot, tuple(reports)))
-        return self._commit(votes), replies + refusals.messages()
+        return self._commit(votes, message.ballot), replies + refusals.messages()
 
     def on_accept(self, message: Accept) -> tuple[AcceptorState | None, list[Message]]:
-        """Accept every proposal whose instance has promised no higher ballot."""
+        """Accept every proposal whose instance promised exactly this ballot."""
         if not self.state.usable:
             return None, [self._unusable(message.ballot, tuple(k for k, _ in message.proposals))]
         votes = dict(self.state.votes)
-        accepted: list[InstanceKey] = []
         refusals = _Refusals(self.slot, message.ballot)
+        accepted: list[tuple[InstanceKey, Value]] = []
         for key, value in message.proposals:
-            if self._refused(key, message.ballot, refusals):
+            if self._refused(key, message.ballot, refusals) or self._unpromised(key, message):
                 continue
             votes[key] = self._accept(votes.get(key, EMPTY_VOTE), message.ballot, value)
-            accepted.append(key)
+            accepted.append((key, value))
         replies: list[Message] = []
         if accepted:
             replies.append(Accepted(self.slot, message.ballot, tuple(accepted)))
-        return self._commit(votes), replies + refusals.messages()
+        return self._commit(votes, message.ballot), replies + refusals.messages()
 
     def forget(self, job_id: str, below_generation: int) -> AcceptorState | None:
         """Close (compact) every instance of `job_id` below `below_generation`."""
+        below_generation = min(below_generation, MAX_FLOOR)
         if not self.state.usable or below_generation <= self.state.floors.get(job_id, 0):
             return None
         floors = dict(self.state.floors)
@@ -139,22 +155,31 @@ class Acceptor:
         """The vote after accepting `value` at `ballot`: the promise rises with it."""
         return Vote(promised=max(vote.promised, ballot), accepted=ballot, value=value)
 
+    def _unpromised(self, key: InstanceKey, message: Accept) -> bool:
+        """True if this acceptor did not promise `message.ballot` itself in `key`.
+
+        Ignored without a reply: a Nack would only make the proposer retry
+        early, while the majority that did promise accepts.
+        """
+        return self.state.vote(key).promised != message.ballot
+
     def _refused(self, key: InstanceKey, ballot: Ballot, refusals: _Refusals) -> bool:
         """Record and return whether `key` must not be voted on at `ballot`."""
         if self.state.is_closed(key):
             refusals.closed.append(key)
             return True
         promised = self.state.promised(key)
-        if ballot < promised:
+        if ballot < promised or ballot.round > self.top + ROUND_STEP:
             refusals.add_promised(key, promised)
             return True
         return False
 
-    def _commit(self, votes: dict[InstanceKey, Vote]) -> AcceptorState | None:
-        """Adopt `votes`; the new state if anything changed, else None."""
+    def _commit(self, votes: dict[InstanceKey, Vote], ballot: Ballot) -> AcceptorState | None:
+        """Adopt `votes` (voted at `ballot`); the new state if anything changed, else None."""
         if votes == self.state.votes:
             return None
-        self.state = replace(self.state, votes=votes)
+        self.top = max(self.top, ballot.round)
+        self.state = replace(self.state, votes=votes, top_round=self.top)
         return self.state
 
     def _unusable(self, ballot: Ballot, keys: tuple[InstanceKey, ...]) -> Nack:
@@ -191,7 +216,7 @@ def highest_round(states: Iterable[AcceptorState]) -> int:
     """The highest round any of `states` promised or accepted (or was floored at)."""
     rounds = [0]
     for state in filter(lambda state: state.usable, states):
-        rounds.append(state.min_round)
+        rounds += [state.min_round, state.top_round]
         rounds.extend(max(vote.promised, vote.accepted).round for vote in state.votes.values())
     return max(rounds)
 

@@ -1,6 +1,6 @@
 """Paxos messages to bytes and back: tagged, versioned JSON. Never pickle.
 
-Frame (UTF-8 JSON object, at most `MAX_FRAME` bytes):
+Frame (UTF-8 JSON object, at most `MAX_FRAME` bytes, checked before parsing):
 
     {"cluster": "<id>", "schema": 1, "type": "prepare", "sender": 0, ...fields}
 
@@ -8,10 +8,10 @@ Frame (UTF-8 JSON object, at most `MAX_FRAME` bytes):
     promise  ballot, reports [[job_id, generation, [round, slot], [slot, inc] | null], ...]
     nack     ballot, keys, promised [round, slot], reason "promised"|"closed"|"unusable"
     accept   ballot, proposals [[job_id, generation, [slot, inc]], ...]
-    accepted ballot, keys
-    decided  decisions [[job_id, generation, [slot, inc]], ...]
+    accepted ballot, proposals
 
-`decode` raises `CodecError` (with a short `reason`) for anything else:
+`decode` raises `FrameError` (`harunner.errors`; `CodecError` is the same
+class, with a short `reason`) for anything else:
 bytes that are not JSON, wrong types, unknown or missing fields, another
 cluster, another schema, numbers out of range, repeated instances, frames
 that are too large or too deeply nested. `Rejects` counts those by reason.
@@ -24,12 +24,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from harunner.errors import HarunnerError
+from harunner.errors import FrameError
 from harunner.paxos import schema
 from harunner.paxos.messages import (
     Accept,
     Accepted,
-    Decided,
     Message,
     Nack,
     NackReason,
@@ -40,16 +39,14 @@ from harunner.paxos.messages import (
 from harunner.paxos.schema import SchemaError
 
 SCHEMA = 1
-MAX_FRAME = 4 * 1024 * 1024
+MAX_FRAME = schema.MAX_ITEMS * schema.MAX_ITEM_BYTES + 4096
+"""Largest frame decoded (332 KiB): a full batch at every bound, plus the envelope. The
+peer sockets' MAXMSGSIZE is this, so a larger frame never even reaches the process."""
 ENVELOPE = {"cluster", "schema", "type", "sender"}
 
 
-class CodecError(HarunnerError, ValueError):
-    """A frame that is not a valid Paxos message of this cluster; `reason` says why."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"rejected frame ({reason}){': ' + detail if detail else ''}")
-        self.reason = reason
+CodecError = FrameError
+"""The name this module has always raised; the one frame-error type of both codecs."""
 
 
 def encode(message: Message, cluster: str) -> bytes:
@@ -65,7 +62,7 @@ def decode(data: bytes, cluster: str) -> Message:
     try:
         return _message(obj, cluster)
     except SchemaError as error:
-        raise CodecError(error.reason, str(error)) from None
+        raise FrameError(error.reason, str(error), "paxos frame") from None
 
 
 class Rejects:
@@ -78,7 +75,7 @@ class Rejects:
         """The message in `data`, or None (and one more count) if it was rejected."""
         try:
             return decode(data, cluster)
-        except CodecError as error:
+        except FrameError as error:
             self.counts[error.reason] += 1
             return None
 
@@ -89,16 +86,16 @@ class Rejects:
 
 def _parse(data: Any) -> Any:
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise CodecError("not-bytes", type(data).__name__)
+        raise FrameError("not-bytes", type(data).__name__, what="paxos frame")
     if len(data) > MAX_FRAME:
-        raise CodecError("too-large", f"{len(data)} bytes, limit {MAX_FRAME}")
+        raise FrameError("too-large", f"{len(data)} bytes, limit {MAX_FRAME}", what="paxos frame")
     try:
         return json.loads(bytes(data).decode("utf-8"), parse_constant=_no_constant,
                           object_pairs_hook=_no_repeats)
     except RecursionError:
-        raise CodecError("too-deep") from None
+        raise FrameError("too-deep", what="paxos frame") from None
     except (UnicodeDecodeError, ValueError) as error:
-        raise CodecError("not-json", str(error)[:80]) from None
+        raise FrameError("not-json", str(error)[:80], what="paxos frame") from None
 
 
 def _no_constant(name: str) -> Any:
@@ -173,8 +170,7 @@ _ENCODERS: dict[type, Callable[[Any], tuple[str, dict[str, Any]]]] = {
     Accept: lambda m: ("accept", {"ballot": schema.dump_ballot(m.ballot),
                                   "proposals": _dump_pairs(m.proposals)}),
     Accepted: lambda m: ("accepted", {"ballot": schema.dump_ballot(m.ballot),
-                                      "keys": _keys(m.keys)}),
-    Decided: lambda m: ("decided", {"decisions": _dump_pairs(m.decisions)}),
+                                      "proposals": _dump_pairs(m.proposals)}),
 }
 
 _DECODERS: dict[str, tuple[set[str], Callable[[int, dict[str, Any]], Message]]] = {
@@ -187,7 +183,6 @@ _DECODERS: dict[str, tuple[set[str], Callable[[int, dict[str, Any]], Message]]] 
         _reason(b["reason"]))),
     "accept": ({"ballot", "proposals"}, lambda s, b: Accept(
         s, schema.ballot(b["ballot"]), _pairs(b["proposals"], "proposals"))),
-    "accepted": ({"ballot", "keys"}, lambda s, b: Accepted(
-        s, schema.ballot(b["ballot"]), schema.keys(b["keys"]))),
-    "decided": ({"decisions"}, lambda s, b: Decided(s, _pairs(b["decisions"], "decisions"))),
+    "accepted": ({"ballot", "proposals"}, lambda s, b: Accepted(
+        s, schema.ballot(b["ballot"]), _pairs(b["proposals"], "proposals"))),
 }

@@ -8,8 +8,11 @@ Replies carry the ballot they answer; a reply to an older ballot is ignored.
     Promise  acceptor -> proposer    phase 1b: promised; here is what I accepted
     Nack     acceptor -> proposer    refused `keys` (why, and the promise that won)
     Accept   proposer -> acceptors   phase 2a: accept these values at `ballot`
-    Accepted acceptor -> proposer    phase 2b: accepted `keys` at `ballot`
-    Decided  proposer -> everyone    learned: these instances are decided
+    Accepted acceptor -> every slot  phase 2b: accepted these values at `ballot`
+
+There is no "decided" message: a claim that an instance is decided is not
+evidence. Every slot learns a decision from the evidence itself, Accepted
+from a majority of the voting slots for one ballot and one value.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from harunner.paxos.ballot import Ballot, InstanceKey, Value
+from harunner.paxos.schema import MAX_ITEMS
 
-BATCH_LIMIT = 1024
+BATCH_LIMIT = MAX_ITEMS
 """Most instances one message carries; proposers split larger batches."""
 
 
@@ -74,14 +78,12 @@ class Accept:
 class Accepted:
     sender: int
     ballot: Ballot
-    keys: tuple[InstanceKey, ...]
+    proposals: tuple[tuple[InstanceKey, Value], ...]
+
+    @property
+    def keys(self) -> tuple[InstanceKey, ...]:
+        return tuple(key for key, _ in self.proposals)
 
 
-@dataclass(frozen=True)
-class Decided:
-    sender: int
-    decisions: tuple[tuple[InstanceKey, Value], ...]
-
-
-Message = Prepare | Promise | Nack | Accept | Accepted | Decided
-MESSAGE_TYPES: tuple[type, ...] = (Prepare, Promise, Nack, Accept, Accepted, Decided)
+Message = Prepare | Promise | Nack | Accept | Accepted
+MESSAGE_TYPES: tuple[type, ...] = (Prepare, Promise, Nack, Accept, Accepted)

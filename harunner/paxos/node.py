@@ -9,9 +9,15 @@ I/O, in this order and no other:
     2. only then send `effects.send` (messages to this slot included: the
        shell delivers them back through `receive`).
 
-Decisions reached by this node's proposer are broadcast with Decided to the
-other voting slots. A node whose acceptor state is unusable still proposes
-and learns, but answers every Prepare/Accept with Nack(UNUSABLE).
+Every message is checked against the protocol state before it changes any:
+it must come from a voting slot; a Prepare or Accept must carry a ballot of
+its own sender; a Promise or Nack must answer a ballot of this node's proposer
+still in flight (proposer.py); an Accepted counts only toward a majority for
+one ballot and one value (learner.py). The acceptor sends its Accepted to
+every voting slot, so every slot learns a decision from the same evidence as
+its proposer: there is no "decided" message to believe or forge. A node whose
+acceptor state is unusable still proposes and learns, but answers every
+Prepare/Accept with Nack(UNUSABLE).
 """
 
 from __future__ import annotations
@@ -25,10 +31,8 @@ from harunner.paxos.acceptor import Acceptor, AcceptorState
 from harunner.paxos.ballot import InstanceKey, Value
 from harunner.paxos.learner import Learner
 from harunner.paxos.messages import (
-    BATCH_LIMIT,
     Accept,
     Accepted,
-    Decided,
     Message,
     Nack,
     Prepare,
@@ -72,10 +76,10 @@ class Node:
         self.slots = tuple(slots)
         self.acceptor = self.acceptor_class(slot, acceptor)
         self.proposer = self.proposer_class(slot, self.slots, proposer, timeout)
-        self.learner = Learner()
+        self.learner = Learner(self.slots)
         self._handlers: dict[type, Callable[[Any, float, random.Random], Effects]] = {
             Prepare: self._on_prepare, Accept: self._on_accept, Promise: self._on_promise,
-            Accepted: self._on_accepted, Nack: self._on_nack, Decided: self._on_decided,
+            Accepted: self._on_accepted, Nack: self._on_nack,
         }
 
     @property
@@ -100,9 +104,11 @@ class Node:
         return Effects(proposer_state=state, send=tuple(sends), decided=known)
 
     def receive(self, message: Message, now: float, rng: random.Random) -> Effects:
-        """Handle one message from another slot (or from this one)."""
+        """Handle one message from another slot (or from this one); foreign ones change nothing."""
         handler = self._handlers.get(type(message))
-        return NOTHING if handler is None else handler(message, now, rng)
+        if handler is None or message.sender not in self.slots:
+            return NOTHING
+        return handler(message, now, rng)
 
     def tick(self, now: float, rng: random.Random) -> Effects:
         """Retry, at higher ballots, the proposals whose time ran out."""
@@ -125,36 +131,28 @@ class Node:
         return Effects(acceptor_state=self.acceptor.forget(job_id, below_generation))
 
     def _on_prepare(self, message: Prepare, now: float, rng: random.Random) -> Effects:
+        if message.ballot.slot != message.sender:
+            return NOTHING
         state, replies = self.acceptor.on_prepare(message)
-        known = [(key, v) for key in message.keys if (v := self.learner.decided(key)) is not None]
-        if known:
-            replies.append(Decided(self.slot, tuple(known)))
         return Effects(acceptor_state=state, send=tuple((message.sender, r) for r in replies))
 
     def _on_accept(self, message: Accept, now: float, rng: random.Random) -> Effects:
+        if message.ballot.slot != message.sender:
+            return NOTHING
         state, replies = self.acceptor.on_accept(message)
-        return Effects(acceptor_state=state, send=tuple((message.sender, r) for r in replies))
+        sends: list[tuple[int, Message]] = [
+            (slot, reply) for reply in replies if isinstance(reply, Accepted)
+            for slot in self.slots]
+        sends += [(message.sender, reply) for reply in replies if not isinstance(reply, Accepted)]
+        return Effects(acceptor_state=state, send=tuple(sends))
 
     def _on_promise(self, message: Promise, now: float, rng: random.Random) -> Effects:
         return Effects(send=tuple(self.proposer.on_promise(message)))
 
     def _on_accepted(self, message: Accepted, now: float, rng: random.Random) -> Effects:
-        decided = self.learner.learn(self.proposer.on_accepted(message))
-        return Effects(send=self._broadcast(decided), decided=decided)
+        decided = self.learner.on_accepted(message)
+        self.proposer.drop(decided)
+        return Effects(decided=decided)
 
     def _on_nack(self, message: Nack, now: float, rng: random.Random) -> Effects:
         return Effects(abandoned=tuple(self.proposer.on_nack(message, now, rng)))
-
-    def _on_decided(self, message: Decided, now: float, rng: random.Random) -> Effects:
-        decided = self.learner.learn(dict(message.decisions))
-        self.proposer.drop(dict(message.decisions))
-        return Effects(decided=decided)
-
-    def _broadcast(self, decided: Mapping[InstanceKey, Value]) -> tuple[tuple[int, Message], ...]:
-        """Decided messages for `decided`, to every other voting slot."""
-        items = list(decided.items())
-        sends: list[tuple[int, Message]] = []
-        for start in range(0, len(items), BATCH_LIMIT):
-            message = Decided(self.slot, tuple(items[start:start + BATCH_LIMIT]))
-            sends.extend((slot, message) for slot in self.slots if slot != self.slot)
-        return tuple(sends)

@@ -5,6 +5,13 @@ slot ever used. A new ballot takes a round above it (and above any promise a
 Nack reported), and the shell persists the new round BEFORE the Prepare leaves,
 so that after a restart no ballot is ever used twice.
 
+A reply changes nothing unless it answers a ballot of ours still in flight,
+for that instance and phase, from a voting slot. A Nack(promised) must report
+a promise above the ballot it refuses, and raises the next round by at most
+`ROUND_STEP` above that ballot; no round above `MAX_ROUND` is ever used (the
+proposer stops instead), so no reply can push the durable round out of the
+loader's bounds.
+
 Everything else (which instances are in flight, the promises and acceptances
 gathered) is volatile: after a crash the runner proposes again.
 
@@ -13,7 +20,7 @@ Rules kept here:
 - a value is proposed in phase 2 only after promises from a majority of the
   voting slots, and it is the value of the highest accepted ballot among
   those promises, or the proposer's own value if none accepted;
-- an instance is decided once a majority accepted the same ballot;
+- the decision itself is the learner's (a majority of Accepted at one ballot);
 - a refused or timed-out instance is retried at a higher ballot after a
   randomized, growing back-off, so that duelling proposers drift apart.
 """
@@ -29,7 +36,6 @@ from harunner.paxos.ballot import Ballot, InstanceKey, Value, majority
 from harunner.paxos.messages import (
     BATCH_LIMIT,
     Accept,
-    Accepted,
     Message,
     Nack,
     NackReason,
@@ -37,6 +43,7 @@ from harunner.paxos.messages import (
     Promise,
     Report,
 )
+from harunner.paxos.schema import MAX_ROUND, ROUND_STEP
 
 MAX_BACKOFF_DOUBLINGS = 3
 
@@ -65,7 +72,6 @@ class Attempt:
     tries: int = 0
     phase: Phase = Phase.PREPARING
     promises: dict[int, Report] = field(default_factory=dict)
-    accepts: set[int] = field(default_factory=set)
     closed: set[int] = field(default_factory=set)
 
 
@@ -92,6 +98,8 @@ class Proposer:
         if not fresh or not self.state.usable:
             return None, []
         ballot = self._new_ballot()
+        if ballot is None:
+            return None, []
         for key in fresh:
             self.attempts[key] = Attempt(values[key], ballot, now + self.timeout)
         return self.state, self._prepares(ballot, fresh)
@@ -103,12 +111,14 @@ class Proposer:
         soon = now + self.timeout / 2
         due = [key for key, attempt in self.attempts.items() if attempt.retry_at <= soon]
         ballot = self._new_ballot()
+        if ballot is None:
+            return None, []
         delay = rng.uniform(0.5, 1.5)
         for key in due:
             attempt = self.attempts[key]
             attempt.tries += 1
             attempt.ballot, attempt.phase = ballot, Phase.PREPARING
-            attempt.promises, attempt.accepts = {}, set()
+            attempt.promises = {}
             attempt.retry_at = now + self._backoff(attempt.tries, delay)
         return self.state, self._prepares(ballot, due)
 
@@ -125,32 +135,21 @@ class Proposer:
                 ready.append((report.key, self._choose(attempt)))
         return self._accepts(message.ballot, ready)
 
-    def on_accepted(self, message: Accepted) -> dict[InstanceKey, Value]:
-        """Count acceptances; the instances (and values) that a majority accepted."""
-        decided: dict[InstanceKey, Value] = {}
-        for key in message.keys:
-            attempt = self._current(key, message.ballot, Phase.ACCEPTING, message.sender)
-            if attempt is None:
-                continue
-            attempt.accepts.add(message.sender)
-            if len(attempt.accepts) >= self.quorum:
-                decided[key] = self._choose(attempt)
-        for key in decided:
-            del self.attempts[key]
-        return decided
-
     def on_nack(self, message: Nack, now: float, rng: random.Random) -> list[InstanceKey]:
         """Back off the refused instances; the instances abandoned because they are closed."""
-        self.seen_round = max(self.seen_round, message.promised.round)
+        answered = [key for key in message.keys if self._answers(key, message)]
+        if not answered:
+            return []
+        if message.reason is NackReason.PROMISED and message.promised > message.ballot:
+            self.seen_round = max(self.seen_round,
+                                  min(message.promised.round, message.ballot.round + ROUND_STEP))
         abandoned: list[InstanceKey] = []
         delay = rng.uniform(0.5, 1.5)
-        for key in message.keys:
-            attempt = self.attempts.get(key)
-            if attempt is None or attempt.ballot != message.ballot:
-                continue
+        for key in answered:
+            attempt = self.attempts[key]
             if message.reason is NackReason.PROMISED:
                 attempt.retry_at = min(attempt.retry_at, now + self._backoff(attempt.tries, delay))
-            elif message.reason is NackReason.CLOSED and message.sender in self.slots:
+            elif message.reason is NackReason.CLOSED:
                 attempt.closed.add(message.sender)
                 if len(attempt.closed) >= self.quorum:
                     abandoned.append(key)
@@ -162,6 +161,12 @@ class Proposer:
         """Stop driving `keys` (they were decided or forgotten elsewhere)."""
         for key in keys:
             self.attempts.pop(key, None)
+
+    def _answers(self, key: InstanceKey, message: Nack) -> bool:
+        """True if `message` refuses a ballot of ours still in flight for `key`."""
+        attempt = self.attempts.get(key)
+        return (attempt is not None and attempt.ballot == message.ballot
+                and message.sender in self.slots)
 
     def _current(self, key: InstanceKey, ballot: Ballot, phase: Phase,
                  sender: int) -> Attempt | None:
@@ -176,9 +181,14 @@ class Proposer:
         best = max(attempt.promises.values(), key=lambda report: report.accepted)
         return best.value if best.value is not None else attempt.wanted
 
-    def _new_ballot(self) -> Ballot:
-        """A ballot above every round used or seen; the caller persists `self.state`."""
+    def _new_ballot(self) -> Ballot | None:
+        """A ballot above every round used or seen (None if the rounds are used up).
+
+        The caller persists `self.state`.
+        """
         round_ = max(self.state.round, self.seen_round) + 1
+        if round_ > MAX_ROUND:
+            return None
         self.state = ProposerState(round=round_)
         return self._ballot(round_)
 

@@ -13,12 +13,33 @@ from typing import Any
 
 from harunner.paxos.ballot import Ballot, InstanceKey, Value
 
-MAX_ROUND = 2**53
+# The one set of bounds for every number a peer can send. The codec, the node
+# and the loader of the Paxos files (harunner.store.paxos_files) all use these,
+# so whatever the codec accepts and the node may persist, the loader loads.
+MAX_ROUND = 2**62
+"""Highest round on the wire, in a vote and in a proposer file."""
+ROUND_STEP = 2**24
+"""Most one message may raise a round above what its receiver already knows.
+
+An acceptor refuses a ballot more than ROUND_STEP above the highest round in
+its state, and a proposer takes at most ROUND_STEP from a Nack above the
+ballot the Nack answers. So a forged frame moves rounds by at most this much,
+and using up the rounds takes MAX_ROUND / ROUND_STEP = 2**38 durable steps;
+an honest proposer gets that far ahead of every acceptor only after 2**24
+ballots that reached none of them (years of retries)."""
+MAX_MIN_ROUND = MAX_ROUND + 1
+"""An acceptor's `min_round` is one above a round (see `repaired`)."""
 MAX_SLOT = 1023
 MAX_GENERATION = 2**53
+MAX_FLOOR = MAX_GENERATION + 1
+"""A compaction floor is one above the last generation of a job."""
 MAX_INCARNATION = 2**53
 MAX_JOB_ID = 200
-MAX_ITEMS = 10_000
+MAX_ITEMS = 1024
+"""Most instances in one message (proposers split larger batches: BATCH_LIMIT)."""
+MAX_ITEM_BYTES = 320
+"""Most bytes one instance takes in a frame (a Promise report with every field at its bound
+and a 200-character job id is 273)."""
 
 
 class SchemaError(ValueError):

@@ -13,6 +13,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from harunner.errors import FrameError
 from harunner.paxos import Effects, InstanceKey, Node, Value, codec
 from harunner.store import paxos_files
 from harunner.store.layout import Layout
@@ -45,10 +46,15 @@ class Consensus:
         return self.apply(self.node.propose(values, now, rng), now, rng)
 
     def receive(self, frame: bytes, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
-        """Feed one frame from a peer; malformed or foreign frames are counted and dropped."""
+        """Feed one frame from a peer; malformed or foreign frames are counted and dropped.
+
+        The node checks the decoded message against its protocol state before
+        it changes any (harunner.paxos.node): a frame from a slot that is not
+        configured, or one that answers no ballot in flight, changes nothing.
+        """
         try:
             message = codec.decode(frame, self.cluster)
-        except codec.CodecError as error:
+        except FrameError as error:
             self.rejected += 1
             log.debug("dropped a peer frame: %s", error)
             return {}

@@ -3,7 +3,7 @@
 Files, in the state directory's `paxos/` folder, each a `harunner.durable`
 envelope (magic, version, kind, length, CRC-32) around a JSON payload:
 
-    slot-<n>.acceptor     KIND_ACCEPTOR  votes, per-job floors, min_round
+    slot-<n>.acceptor     KIND_ACCEPTOR  votes, per-job floors, min_round, top_round
     slot-<n>.proposer     KIND_PROPOSER  the highest round used
     slot-<n>.initialized  KIND_META      written once, after both files exist
 
@@ -28,8 +28,10 @@ already sent, and falling back would silently take it back. A process crash
 cannot tear a save (the page cache keeps a completed write), so a damaged
 copy means damaged media or a lost host, and the slot waits for `repair`.
 The marker is a
-`durable.write_atomic` file. A failed flush raises `DurabilityError` and the
-caller must stop.
+`durable.write_atomic` file. Every number is read with the bounds of
+`harunner.paxos.schema`, the same the codec and the node keep, so no state a
+peer's message can lead to is one this loader refuses. A failed flush raises
+`DurabilityError` and the caller must stop.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def save_acceptor(path: Path, state: AcceptorState) -> None:
     votes = [[job, gen, schema.dump_ballot(v.promised), schema.dump_ballot(v.accepted),
               schema.dump_value(v.value)] for (job, gen), v in state.votes.items()]
     payload = {"format": STATE_FORMAT, "min_round": state.min_round,
+               "top_round": state.top_round,
                "floors": [[job, floor] for job, floor in state.floors.items()], "votes": votes}
     write_pair(Path(path), KIND_ACCEPTOR, _dumps(payload))
 
@@ -151,19 +154,24 @@ def _format(body: dict[str, Any]) -> None:
 
 
 def _acceptor(obj: Any) -> AcceptorState:
-    body = schema.record(obj, {"format", "min_round", "floors", "votes"}, "acceptor")
+    fields = {"format", "min_round", "floors", "votes"}
+    if type(obj) is dict and "top_round" in obj:  # absent in files of earlier versions
+        fields.add("top_round")
+    body = schema.record(obj, fields, "acceptor")
     _format(body)
     floors: dict[str, int] = {}
     for item in schema.array(body["floors"], None, "floors", MAX_VOTES):
-        job_id, floor = schema.key(*schema.array(item, 2, "floor"))
-        floors[job_id] = floor
+        job_id, floor = schema.array(item, 2, "floor")
+        job_id, _ = schema.key(job_id, 0)
+        floors[job_id] = schema.integer(floor, 0, schema.MAX_FLOOR, "floor")
     votes: dict[tuple[str, int], Vote] = {}
     for item in schema.array(body["votes"], None, "votes", MAX_VOTES):
         job_id, generation, promised, accepted, value = schema.array(item, 5, "vote")
         votes[schema.key(job_id, generation)] = Vote(
             schema.ballot(promised), schema.ballot(accepted), schema.optional_value(value))
-    min_round = schema.integer(body["min_round"], 0, schema.MAX_ROUND, "min_round")
-    return AcceptorState(votes=votes, floors=floors, min_round=min_round)
+    min_round = schema.integer(body["min_round"], 0, schema.MAX_MIN_ROUND, "min_round")
+    top_round = schema.integer(body.get("top_round", 0), 0, schema.MAX_ROUND, "top_round")
+    return AcceptorState(votes=votes, floors=floors, min_round=min_round, top_round=top_round)
 
 
 def _why(error: Exception) -> str:

@@ -146,6 +146,10 @@ class Simulator:
         self.call(envelope.target, lambda node, rng: node.receive(message, self.now, rng),
                   envelope.depth)
 
+    def forge(self, target: int, message: Message) -> None:
+        """Hand `target` a message no slot sent (a forger's frame that the codec accepted)."""
+        self.call(target, lambda node, rng: node.receive(message, self.now, rng))
+
     def duplicate(self, envelope: Envelope) -> None:
         self.post(envelope.source, envelope.target, envelope.message, envelope.depth,
                   envelope.due)

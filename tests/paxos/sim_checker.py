@@ -4,6 +4,8 @@
   once a majority of acceptors accepted it at the same ballot (computed from
   every acceptor state the nodes ever produced, not from what they say);
 - learned: every value a learner reports was chosen;
+- proposed: every chosen value was sent in an Accept, at that ballot, by the
+  slot whose ballot it is (not made up by a forger);
 - promises: an acceptor's promise in an instance never falls below a promise
   it already sent, across crashes and restarts (closed instances excepted);
 - ballots: no two proposals share a ballot: a (instance, ballot) is prepared
@@ -11,7 +13,10 @@
 - votes: no acceptor holds an accepted ballot above its promise (the
   acceptor conjunct of Paxos's inductive invariant: accepting raises the
   promise). A breach of it is a breach of "chosen" waiting for the right
-  schedule, which random schedules find only after some 600,000 steps.
+  schedule, which random schedules find only after some 600,000 steps;
+- bounded: every durable state stays inside the bounds its loader checks
+  (harunner.paxos.schema), and no step raises the highest round of the
+  cluster by more than ROUND_STEP + 1, whatever frames a forger injected.
 
 A breach raises `Violation`, whose `invariant` names the rule.
 """
@@ -32,11 +37,13 @@ from harunner.paxos import (
     Value,
 )
 from harunner.paxos.ballot import majority
+from harunner.paxos.proposer import ProposerState
+from harunner.paxos.schema import MAX_FLOOR, MAX_MIN_ROUND, MAX_ROUND, ROUND_STEP
 
 if TYPE_CHECKING:
     from sim import Shell, Simulator
 
-INVARIANTS = ("chosen", "learned", "promises", "ballots", "votes")
+INVARIANTS = ("chosen", "learned", "proposed", "promises", "ballots", "votes", "bounded")
 
 
 class Violation(AssertionError):
@@ -63,11 +70,13 @@ class Checker:
         self.repaired: set[int] = set()
         self.dirty_keys: set[InstanceKey] = set()
         self.dirty_slots: set[int] = set()
+        self.top = 0
 
     def on_effects(self, shell: Shell, effects: Effects) -> None:
         """Record what one node call produced; check the ballot rule on its sends."""
         if not self.enabled:
             return
+        self._check_bounds(shell, effects.acceptor_state, effects.proposer_state)
         if effects.acceptor_state is not None:
             self.dirty_slots.add(shell.slot)
             for key, vote in effects.acceptor_state.votes.items():
@@ -83,6 +92,22 @@ class Checker:
         for _, message in effects.send:
             self._record_send(shell, message)
 
+    def _check_bounds(self, shell: Shell, acceptor: AcceptorState | None,
+                      proposer: ProposerState | None) -> None:
+        """Durable state the loader would load, and no round far above all before it."""
+        rounds = [] if proposer is None else [proposer.round]
+        if acceptor is not None and acceptor.usable:
+            rounds += [max(v.promised, v.accepted).round for v in acceptor.votes.values()]
+            rounds.append(acceptor.top_round)
+            floors_ok = all(floor <= MAX_FLOOR for floor in acceptor.floors.values())
+            if (acceptor.min_round > MAX_MIN_ROUND or not floors_ok) and "bounded" in self.checks:
+                raise Violation("bounded", f"slot {shell.slot} would save {acceptor}")
+        top = max(rounds, default=0)
+        if (top > MAX_ROUND or top > self.top + ROUND_STEP + 1) and "bounded" in self.checks:
+            raise Violation("bounded", f"slot {shell.slot} would save round {top}, "
+                            f"highest round before was {self.top}")
+        self.top = max(self.top, top)
+
     def on_start(self, shell: Shell) -> None:
         """A slot (re)started from its disk: check its promises again."""
         self.dirty_slots.add(shell.slot)
@@ -96,6 +121,7 @@ class Checker:
         acceptor owes nothing to that lost life's own ballots.
         """
         self.repaired.add(shell.slot)
+        self._check_bounds(shell, shell.disk.acceptor, shell.disk.proposer)
         promised = self.sent_promise[shell.slot]
         for index in [index for index in promised if index[1] == shell.slot]:
             del promised[index]
@@ -136,6 +162,8 @@ class Checker:
             if not self.learned[key] <= chosen and "learned" in self.checks:
                 raise Violation("learned", f"{key}: learned {sorted(self.learned[key])}, "
                                 f"chosen {sorted(chosen)}")
+            if "proposed" in self.checks:
+                self._check_proposed(key)
         for slot in slots:
             node = self.sim.shells[slot].node
             if node is None or not node.acceptor_state.usable:
@@ -150,6 +178,13 @@ class Checker:
         quorum = majority(len(self.sim.voters))
         return {value for (_, value), slots in self.accepted.get(key, {}).items()
                 if len(slots) >= quorum}
+
+    def _check_proposed(self, key: InstanceKey) -> None:
+        quorum = majority(len(self.sim.voters))
+        for (ballot, value), slots in self.accepted.get(key, {}).items():
+            if len(slots) >= quorum and self.proposal.get((key, ballot)) != value:
+                raise Violation("proposed", f"{key}: {value} chosen at {ballot}, which "
+                                f"proposed {self.proposal.get((key, ballot))}")
 
     def _check_votes(self, slot: int, state: AcceptorState) -> None:
         for key, vote in state.votes.items():

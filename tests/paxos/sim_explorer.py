@@ -10,6 +10,7 @@ be shortened (`shrink`) to a minimal counterexample.
     ("crash", slot)                ("restart", slot)
     ("forget", slot, job, below)   ("wipe", slot, files)            ("repair", slot)
     ("flush", slot)                finish a pending write (mutant shells only)
+    ("forge", slot, message)       a forger's frame, straight to `slot` (Setup.forgery)
 
 Envelope ids are (source, target, message): the first such envelope in flight.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from sim import Envelope, Shell, Simulator
 from sim_checker import INVARIANTS, Violation
+from sim_forger import forgery
 
 KEYS = (("a", 1), ("a", 2), ("b", 1))
 Action = tuple[Any, ...]
@@ -53,6 +55,7 @@ class Setup:
     voters: tuple[int, ...] = (0, 1, 2)
     faults: bool = True
     repairs: bool = True
+    forgery: bool = False
     checks: frozenset[str] = frozenset(INVARIANTS)
 
 
@@ -121,6 +124,8 @@ def run(sim: Simulator, action: Action) -> None:
         sim.tick(args[0])
     elif kind == "flush":
         sim.shells[args[0]].flush()
+    elif kind == "forge":
+        sim.forge(args[0], args[1])
     else:
         getattr(sim, kind)(*args)
 
@@ -134,8 +139,10 @@ def find(sim: Simulator, ident: tuple[int, int, Any]) -> Envelope | None:
 
 def choose(rng: random.Random, sim: Simulator, setup: Setup) -> Action:
     """One random action that makes sense in the current state."""
+    makers, weights = ((_FORGING_MAKERS, _FORGING_WEIGHTS) if setup.forgery
+                       else (_MAKERS, _WEIGHTS))
     while True:
-        maker = rng.choices(_MAKERS, weights=_WEIGHTS)[0]
+        maker = rng.choices(makers, weights=weights)[0]
         action = maker(rng, sim, setup)
         if action is not None:
             return action
@@ -190,9 +197,18 @@ def _flush(rng: random.Random, sim: Simulator, setup: Setup) -> Action | None:
     return ("flush", rng.choice(sim.voters))
 
 
+def _forge(rng: random.Random, sim: Simulator, setup: Setup) -> Action | None:
+    if not setup.forgery:
+        return None
+    target = rng.choice(sim.voters)
+    return ("forge", target, forgery(rng, sim, target, KEYS))
+
+
 _MAKERS = (_message("deliver"), _message("drop"), _message("duplicate"), _propose, _tick,
            _crash, _restart, _forget, _wipe, _repair, _flush)
 _WEIGHTS = (60, 4, 3, 6, 8, 3, 5, 1, 1, 3, 4)
+_FORGING_MAKERS = (*_MAKERS, _forge)
+_FORGING_WEIGHTS = (*_WEIGHTS, 8)
 
 
 def budget(ci: tuple[int, int], soak: tuple[int, int]) -> tuple[int, int]:

@@ -63,8 +63,23 @@ class QuorumOfOneProposer(Proposer):
         self.quorum = 1
 
 
-class LowPromiseAcceptor(Acceptor):
-    """Accepts without raising its promise to the accepted ballot."""
+class NackTrustingProposer(Proposer):
+    """Raises its round from any Nack, before checking that it answers a ballot of its own."""
+
+    def on_nack(self, message, now, rng):  # type: ignore[no-untyped-def]
+        self.seen_round = max(self.seen_round, message.promised.round)
+        return super().on_nack(message, now, rng)
+
+
+class UnpromisedAcceptor(Acceptor):
+    """Accepts a proposal at any ballot not below its promise, even one it never promised."""
+
+    def _unpromised(self, key, message):  # type: ignore[no-untyped-def]
+        return False
+
+
+class LowPromiseAcceptor(UnpromisedAcceptor):
+    """Accepts (as Paxos allows, without a promise of that ballot) but keeps its promise low."""
 
     def _accept(self, vote: Vote, ballot: Ballot, value: Value) -> Vote:
         return Vote(promised=vote.promised, accepted=ballot, value=value)
@@ -85,4 +100,9 @@ MUTANTS: dict[str, Setup] = {
     "accept-keeps-low-promise": Setup(
         shell_class=_shell_with("LowPromise", acceptor_class=LowPromiseAcceptor)),
     "round-not-reloaded": Setup(shell_class=RoundForgottenShell),
+    "accepts-unpromised": Setup(
+        shell_class=_shell_with("Unpromised", acceptor_class=UnpromisedAcceptor), forgery=True),
+    "nack-raises-unsolicited": Setup(
+        shell_class=_shell_with("NackTrusting", proposer_class=NackTrustingProposer),
+        forgery=True),
 }

@@ -16,7 +16,6 @@ from harunner.paxos import (
     Accepted,
     Ballot,
     CodecError,
-    Decided,
     Nack,
     NackReason,
     Prepare,
@@ -28,6 +27,8 @@ from harunner.paxos import (
     encode,
 )
 from harunner.paxos.codec import MAX_FRAME
+from harunner.paxos.messages import BATCH_LIMIT
+from harunner.paxos.schema import MAX_GENERATION, MAX_INCARNATION, MAX_ROUND, MAX_SLOT
 
 CLUSTER = "cluster-1"
 KEY = ("job", 3)
@@ -38,8 +39,8 @@ EXAMPLES = [
     Nack(2, Ballot(1, 0), (KEY,), Ballot(7, 1), NackReason.PROMISED),
     Nack(2, Ballot(1, 0), (KEY,), NO_BALLOT, NackReason.UNUSABLE),
     Accept(0, Ballot(5, 0), ((KEY, Value(0, 1)),)),
-    Accepted(1, Ballot(5, 0), (KEY,)),
-    Decided(0, ((KEY, Value(0, 1)), (("unicode-free_id-9", 2**53), Value(1023, 0)))),
+    Accepted(1, Ballot(5, 0), ((KEY, Value(0, 1)),
+                               (("unicode-free_id-9", 2**53), Value(1023, 2**53)))),
 ]
 FUZZ_FRAMES = int(os.environ.get("HARUNNER_FUZZ_FRAMES", "12000"))
 
@@ -49,12 +50,13 @@ def test_round_trip(message: object) -> None:
     assert decode(encode(message, CLUSTER), CLUSTER) == message  # type: ignore[arg-type]
 
 
-def test_a_batch_of_a_thousand_promises_fits_well_under_the_limit() -> None:
-    reports = tuple(Report((f"job-{i:06d}-" + "x" * 40, 2**40), Ballot(2**40, 1023),
-                           Value(1023, 2**40)) for i in range(1000))
-    frame = encode(Promise(0, Ballot(2**40, 1023), reports), CLUSTER)
-    assert len(frame) < MAX_FRAME // 20
-    assert decode(frame, CLUSTER).reports == reports  # type: ignore[union-attr]
+def test_the_largest_batch_a_proposer_sends_fits_under_the_frame_limit() -> None:
+    """A full batch with every field at its bound and the longest job ids still decodes."""
+    reports = tuple(Report(("x" * 194 + f"{i:06d}", MAX_GENERATION), Ballot(MAX_ROUND, MAX_SLOT),
+                           Value(MAX_SLOT, MAX_INCARNATION)) for i in range(BATCH_LIMIT))
+    frame = encode(Promise(MAX_SLOT, Ballot(MAX_ROUND, MAX_SLOT), reports), "c" * 64)
+    assert len(frame) < MAX_FRAME
+    assert decode(frame, "c" * 64).reports == reports  # type: ignore[union-attr]
 
 
 def frame(**changes: object) -> bytes:
@@ -78,7 +80,8 @@ MALFORMED = [
     (frame(sender=1024), "out-of-range"),
     (frame(sender=-1), "out-of-range"),
     (frame(ballot=[1.5, 0]), "wrong-type"),
-    (frame(ballot=[2**60, 0]), "out-of-range"),
+    (frame(ballot=[2**62 + 1, 0]), "out-of-range"),
+    (frame(type="decided"), "unknown-type"),
     (frame(ballot=[1, 0, 0]), "wrong-shape"),
     (frame(keys=[["", 1]]), "out-of-range"),
     (frame(keys=[["a" * 201, 1]]), "out-of-range"),
@@ -144,7 +147,7 @@ def _random_frame(rng: random.Random) -> bytes:
     body = _random_json(rng)
     if isinstance(body, dict) and rng.random() < 0.5:
         body.update(cluster=CLUSTER, schema=1, type=rng.choice(
-            ["prepare", "promise", "nack", "accept", "accepted", "decided"]),
+            ["prepare", "promise", "nack", "accept", "accepted"]),
             sender=rng.randrange(3))
     return json.dumps(body).encode()
 
@@ -167,7 +170,7 @@ def test_fuzzed_frames_never_escape_as_anything_but_a_rejection() -> None:
 
 names = st.text(alphabet="abcXYZ019_-", min_size=1, max_size=20)  # job ids the store accepts
 ints = st.integers(0, 2**53)
-ballots = st.builds(Ballot, ints, st.integers(0, 1023))
+ballots = st.builds(Ballot, st.integers(0, 2**62), st.integers(0, 1023))
 values = st.builds(Value, st.integers(0, 1023), ints)
 keys = st.lists(st.tuples(names, ints), max_size=20, unique=True).map(tuple)
 
@@ -175,9 +178,10 @@ keys = st.lists(st.tuples(names, ints), max_size=20, unique=True).map(tuple)
 @given(st.integers(0, 1023), ballots, keys, st.one_of(st.none(), values))
 def test_round_trip_of_arbitrary_messages(sender: int, ballot: Ballot, ks: tuple,
                                           value: Value | None) -> None:
-    for message in (Prepare(sender, ballot, ks), Accepted(sender, ballot, ks),
+    pairs = tuple((k, value or Value(0, 0)) for k in ks)
+    for message in (Prepare(sender, ballot, ks), Accepted(sender, ballot, pairs),
                     Promise(sender, ballot, tuple(Report(k, ballot, value) for k in ks)),
-                    Decided(sender, tuple((k, value or Value(0, 0)) for k in ks))):
+                    Accept(sender, ballot, pairs)):
         assert decode(encode(message, CLUSTER), CLUSTER) == message
 
 

@@ -13,7 +13,6 @@ from harunner.paxos import (
     Accepted,
     AcceptorState,
     Ballot,
-    Decided,
     Nack,
     NackReason,
     Node,
@@ -52,17 +51,21 @@ def test_repeated_prepare_changes_nothing_and_lower_prepare_is_refused() -> None
     assert replies == [Nack(1, Ballot(1, 2), (KEY,), Ballot(2, 0), NackReason.PROMISED)]
 
 
-def test_accept_raises_the_promise() -> None:
+def test_accept_is_taken_only_at_the_promised_ballot() -> None:
     acceptor = Acceptor(1, AcceptorState())
     state, replies = acceptor.on_accept(Accept(0, Ballot(3, 0), ((KEY, Value(0, 1)),)))
+    assert state is None and replies == []  # a lone Accept: never promised, ignored
+    acceptor.on_prepare(Prepare(0, Ballot(3, 0), (KEY,)))
+    state, replies = acceptor.on_accept(Accept(0, Ballot(3, 0), ((KEY, Value(0, 1)),)))
     assert state is not None and state.vote(KEY) == Vote(Ballot(3, 0), Ballot(3, 0), Value(0, 1))
-    assert replies == [Accepted(1, Ballot(3, 0), (KEY,))]
+    assert replies == [Accepted(1, Ballot(3, 0), ((KEY, Value(0, 1)),))]
     _, replies = acceptor.on_accept(Accept(2, Ballot(2, 2), ((KEY, Value(2, 1)),)))
     assert isinstance(replies[0], Nack) and replies[0].reason is NackReason.PROMISED
 
 
 def test_promise_reports_the_accepted_value() -> None:
     acceptor = Acceptor(1, AcceptorState())
+    acceptor.on_prepare(Prepare(0, Ballot(1, 0), (KEY,)))
     acceptor.on_accept(Accept(0, Ballot(1, 0), ((KEY, Value(0, 7)),)))
     _, replies = acceptor.on_prepare(Prepare(2, Ballot(2, 2), (KEY,)))
     report = replies[0].reports[0]
@@ -77,7 +80,7 @@ def test_mixed_batch_gets_one_promise_and_one_nack_per_reason() -> None:
 
 
 def test_unusable_acceptor_votes_on_nothing_and_says_why() -> None:
-    acceptor = Acceptor(1, unusable("file missing"))
+    acceptor = Acceptor(1, unusable("file missing"))  # (says so even to a lone Accept)
     state, replies = acceptor.on_prepare(Prepare(0, Ballot(1, 0), (KEY,)))
     assert state is None and replies[0].reason is NackReason.UNUSABLE
     state, replies = acceptor.on_accept(Accept(0, Ballot(1, 0), ((KEY, Value(0, 1)),)))
@@ -115,13 +118,14 @@ def run(nodes: dict[int, Node], first: list[tuple[int, int, object]]) -> int:
     return delivered
 
 
-def test_one_batch_of_a_thousand_instances_is_decided_in_fourteen_messages() -> None:
+def test_one_batch_of_a_thousand_instances_is_decided_in_eighteen_messages() -> None:
+    """3 Prepare, 3 Promise, 3 Accept, and each acceptor's Accepted to all 3 slots."""
     nodes = {slot: node(slot) for slot in SLOTS}
     keys = {(f"job-{i}", 1): Value(0, 1) for i in range(1000)}
     effects = nodes[0].propose(keys, 0.0, RNG)
     assert effects.proposer_state == ProposerState(round=1)
     assert len(effects.send) == 3
-    assert run(nodes, [(0, dest, m) for dest, m in effects.send]) == 14
+    assert run(nodes, [(0, dest, m) for dest, m in effects.send]) == 18
     assert all(n.decided(("job-999", 1)) == Value(0, 1) for n in nodes.values())
 
 
@@ -134,18 +138,20 @@ def test_second_proposer_adopts_the_decided_value() -> None:
     assert fresh[2].decided(KEY) == Value(0, 1)
 
 
-def test_propose_reports_known_decisions_without_proposing() -> None:
+def test_a_majority_of_accepted_teaches_every_slot_and_propose_reports_it() -> None:
     n = node()
-    n.receive(Decided(1, ((KEY, Value(1, 1)),)), 0.0, RNG)
+    accepted = ((KEY, Value(1, 1)),)
+    assert n.receive(Accepted(1, Ballot(4, 1), accepted), 0.0, RNG).decided == {}
+    assert n.receive(Accepted(2, Ballot(4, 1), accepted), 0.0, RNG).decided == {
+        KEY: Value(1, 1)}
     effects = n.propose({KEY: Value(0, 1)}, 0.0, RNG)
     assert effects.decided == {KEY: Value(1, 1)} and not effects.send
 
 
-def test_prepare_for_a_decided_instance_is_also_answered_with_decided() -> None:
-    n = node(1)
-    n.receive(Decided(0, ((KEY, Value(0, 1)),)), 0.0, RNG)
-    effects = n.receive(Prepare(2, Ballot(5, 2), (KEY,)), 0.0, RNG)
-    assert (2, Decided(1, ((KEY, Value(0, 1)),))) in effects.send
+def test_every_slot_learns_when_the_proposer_does() -> None:
+    nodes = {slot: node(slot) for slot in SLOTS}
+    run(nodes, [(0, d, m) for d, m in nodes[0].propose({KEY: Value(0, 1)}, 0.0, RNG).send])
+    assert all(n.decided(KEY) == Value(0, 1) for n in nodes.values())
 
 
 def test_tick_retries_with_a_higher_durable_round_after_the_timeout() -> None:
@@ -195,14 +201,14 @@ ballots_ = st.builds(Ballot, st.integers(0, 5), slots_)
 values_ = st.builds(Value, slots_, st.integers(0, 3))
 keys_ = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3))
 key_tuples = st.lists(keys_, max_size=4, unique=True).map(tuple)
+pairs_ = st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)
 messages_ = st.one_of(
     st.builds(Prepare, slots_, ballots_, key_tuples),
     st.builds(Promise, slots_, ballots_, st.lists(
         st.builds(Report, keys_, ballots_, st.none() | values_), max_size=4).map(tuple)),
     st.builds(Nack, slots_, ballots_, key_tuples, ballots_, st.sampled_from(NackReason)),
-    st.builds(Accept, slots_, ballots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
-    st.builds(Accepted, slots_, ballots_, key_tuples),
-    st.builds(Decided, slots_, st.lists(st.tuples(keys_, values_), max_size=4).map(tuple)),
+    st.builds(Accept, slots_, ballots_, pairs_),
+    st.builds(Accepted, slots_, ballots_, pairs_),
 )
 
 

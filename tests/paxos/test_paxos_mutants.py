@@ -16,12 +16,12 @@ import pytest
 from sim_explorer import Outcome, Setup, budget, explore, hunt, replay, shrink
 from sim_mutants import MUTANTS
 
-END_TO_END = frozenset({"chosen", "learned", "promises", "ballots"})
+END_TO_END = frozenset({"chosen", "learned", "proposed", "promises", "ballots", "bounded"})
 
 
 @pytest.mark.parametrize("name", MUTANTS)
 def test_mutant_is_caught(name: str) -> None:
-    """Caught by the four end-to-end invariants alone (chosen, learned, promises, ballots)."""
+    """Caught by the end-to-end invariants alone (all but the acceptor's 'votes')."""
     setup = replace(MUTANTS[name], checks=END_TO_END)
     examples, steps = budget(ci=(5_000, 300), soak=(50_000, 300))
     outcome, explored = hunt(setup, examples, steps)

@@ -19,7 +19,8 @@ from sim import Simulator
 from sim_explorer import KEYS, Outcome, Setup, budget, explore, hunt, replay, shrink
 
 SOAK = os.environ.get("HARUNNER_SOAK") == "1"
-SETUPS = {"3 voters": (Setup(), 2_000), "5 voters": (Setup(voters=(0, 1, 2, 3, 4)), 600)}
+SETUPS = {"3 voters": (Setup(), 2_000), "5 voters": (Setup(voters=(0, 1, 2, 3, 4)), 600),
+          "3 voters and a forger": (Setup(forgery=True), 1_000)}
 
 
 def report(outcome: Outcome, setup: Setup) -> str:

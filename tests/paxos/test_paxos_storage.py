@@ -47,6 +47,12 @@ def test_initialize_never_overwrites_a_file_that_exists(tmp_path: Path) -> None:
     assert storage.load_acceptor(Layout(tmp_path).acceptor_file(1)) == STATE
 
 
+def test_an_acceptor_file_of_an_earlier_version_without_top_round_loads(tmp_path: Path) -> None:
+    write_pair(tmp_path / "a", KIND_ACCEPTOR, json.dumps(
+        {"format": 1, "min_round": 3, "floors": [], "votes": []}).encode())
+    assert storage.load_acceptor(tmp_path / "a") == AcceptorState(min_round=3)
+
+
 def test_states_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "a"
     storage.save_acceptor(path, STATE)
