@@ -265,6 +265,21 @@ def demo(keep: Annotated[bool, typer.Option(help="keep the demo's temporary dire
     raise typer.Exit(run_demo(keep=keep))
 
 
+@app.command("crash-test")
+@reports_errors
+def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.append_safe")],
+               arg: Annotated[list[str] | None, typer.Option("--arg", "-a", help="key=value "
+                              "(repeatable); {workdir} is each run's own folder")] = None,
+               seed: Annotated[int, typer.Option(help="seed of the random kill points")] = 0,
+               points: Annotated[int, typer.Option(help="random kill points")] = 10,
+               config_file: ConfigOption = None) -> None:
+    """SIGKILL a job after and before each checkpoint and in between; compare with a clean run."""
+    from harunner.testing.command import run_crash_test_command
+
+    config = load_config(config_file)
+    raise typer.Exit(run_crash_test_command(config, name, arg or [], seed=seed, points=points))
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "harunner"
 RANKS = {
     "harunner.__main__": 10,
     "harunner.cli": 9,
+    "harunner.testing": 8,  # the crash-test kit: runs jobs through the api and the store
     "harunner.supervisor": 8,
     "harunner.runner": 7,
     "harunner.executor": 6,
