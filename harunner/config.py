@@ -46,6 +46,7 @@ class Config:
     stop_timeout_ms: int = 5000
     start_method: str = "forkserver"
     log_level: str = "info"
+    seed: int = 0
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -154,7 +155,7 @@ def read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SEED", "HARUNNER_SOAK",
+NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SOAK",
                          "HARUNNER_FUZZ_FRAMES"})
 
 

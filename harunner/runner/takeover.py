@@ -11,11 +11,15 @@ only when that owner is known dead or has not raised the record within
 The lowest live slot proposes at once; the others wait `backoff * rank` in
 case it died too. The scheduler duty goes to the proposer; jobs are spread
 over the live runners.
+
+Per-job state (first_seen, unseen_since, proposed, decided) is bounded by the
+RUNNING jobs: `prune` drops what belongs to jobs no longer running and
+decisions the record has already passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from harunner.paxos import InstanceKey, Value
 from harunner.runner.detector import FailureDetector, Liveness
@@ -99,6 +103,18 @@ class Takeover:
         if generation > self.decided.get(job_id, (0, value, now))[0]:
             self.decided[job_id] = (generation, value, now)
         self.proposed.pop(key, None)
+
+    def prune(self, running: Mapping[str, JobRecord]) -> None:
+        """Forget every job not in `running` and every decision its record has passed."""
+        for table in (self.first_seen, self.unseen_since):
+            for job_id in [j for j in table if j not in running]:
+                del table[job_id]
+        for job_id in [j for j, d in self.decided.items()
+                       if j not in running or d[0] <= running[j].generation]:
+            del self.decided[job_id]
+        for key in [k for k in self.proposed
+                    if k[0] not in running or k[1] <= running[k[0]].generation]:
+            del self.proposed[key]
 
     def forgive(self, now: float) -> None:
         """After this runner was paused, restart the clocks it keeps on other runners."""
