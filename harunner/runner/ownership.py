@@ -111,6 +111,9 @@ class OwnershipCore:
         actions = self._awake(now)
         if (change.slot, change.incarnation) == (self.me.slot, self.me.incarnation):
             return actions + [Read(change.job_id)]
+        known = self.records.get(change.job_id)
+        if known is not None and known.generation < change.generation:
+            actions.append(Read(change.job_id))  # refresh: a decided owner raised it
         running = self.workers.get(change.job_id)
         if running is not None and running < change.generation:
             actions.append(self._kill(change.job_id, change.generation))

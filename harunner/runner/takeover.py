@@ -91,8 +91,10 @@ class Takeover:
         if decided is None or decided[0] <= record.generation:
             return record.generation + 1
         generation, owner, learned_at = decided
-        owner_alive = owner == Value(self.me.slot, self.me.incarnation) or detector.is_live(
-            owner.slot, owner.incarnation)
+        view = detector.peers.get(owner.slot)
+        unheard = view is None or view.incarnation < owner.incarnation  # e.g. just restarted
+        owner_alive = unheard or owner == Value(self.me.slot, self.me.incarnation) or (
+            detector.is_live(owner.slot, owner.incarnation))
         if owner_alive and now - learned_at < self.grace:
             return None
         return generation + 1
