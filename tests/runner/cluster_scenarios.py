@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from cluster_checker import Violation
-from cluster_sim import Params, Simulator, SimRunner
+from cluster_sim import Params, SimRunner, Simulator
 
 SEED_ENV = "HARUNNER_SEED"
 KINDS = ("crash", "restart", "hang", "pause", "mid_stop", "blackout", "owner_hang")
@@ -71,9 +71,10 @@ def _fault(sim: Simulator, kind: str, slot: int, other: int, seconds: float):  #
     return fault
 
 
-def run(seed: int, params: Params = Params(), runner_class: type[SimRunner] = SimRunner,
+def run(seed: int, params: Params | None = None, runner_class: type[SimRunner] = SimRunner,
         force: str | None = None) -> Outcome:
     """One seeded run: faults, then healing; the first violation is returned."""
+    params = params or Params()
     outcome = Outcome(seed)
     sim = Simulator(seed, params, runner_class)
     plan(sim, random.Random(f"plan/{seed}"), outcome.faults, force)

@@ -308,10 +308,10 @@ class SimRunner:
 class Simulator:
     """Runners, a store, a link and a clock, all driven by one seed."""
 
-    def __init__(self, seed: int, params: Params = Params(),
+    def __init__(self, seed: int, params: Params | None = None,
                  runner_class: type[SimRunner] = SimRunner) -> None:
         self.seed = seed
-        self.params = params
+        self.params = params = params or Params()
         self.rng = random.Random(seed)
         self.now = 0.0
         self.slots = tuple(range(params.slots))
