@@ -47,15 +47,16 @@ class Params:
 
     slots: int = 3
     jobs: int = 4
-    heartbeat: float = 0.02
-    suspect: float = 0.1
+    heartbeat: float = 0.04
+    suspect: float = 0.12
     hang: float = 0.3
     paxos: float = 0.1
-    wait: float = 0.02
+    wait: float = 0.04
     reconcile: float = 0.1
     loss: float = 0.1
     duplicate: float = 0.05
     delay: float = 0.02
+    feed_delay: float = 0.3  # a slow change-feed reader: records arrive late and out of order
     wake_lag: float = 0.04
     busy: float = 0.1
     faults_for: float = 2.0
@@ -181,6 +182,11 @@ class SimRunner:
     # -- the loop --------------------------------------------------------------------------
 
     def turn(self) -> Turn:
+        """The runner's loop, as the real shell runs it: one turn after another."""
+        while True:
+            yield from self.one_turn()
+
+    def one_turn(self) -> Turn:
         """One turn of the runner's loop, as the real shell runs it."""
         params, sim = self.sim.params, self.sim
         self.feed(self.core.tick(sim.now))
@@ -358,7 +364,6 @@ class Simulator:
             try:
                 wait = next(turn)
             except StopIteration:
-                self.schedule(self.now, runner, runner.turn())
                 return
             if not runner.up:
                 return
@@ -383,10 +388,10 @@ class Simulator:
         if isinstance(message, Beat) and self.blacked_out(source, target, self.now):
             return
         copies = 2 if rng.random() < params.duplicate else 1
+        spread = params.feed_delay if isinstance(message, Changed) else params.delay
         for _ in range(copies):
             self.count += 1
-            receiver.inbox.append((self.now + rng.uniform(0, params.delay), self.count,
-                                   message))
+            receiver.inbox.append((self.now + rng.uniform(0, spread), self.count, message))
 
     def broadcast(self, source: int, message: Beat | ExitNotice | OwnerChange) -> None:
         for target in self.slots:
