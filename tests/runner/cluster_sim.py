@@ -27,16 +27,17 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cluster_checker import Checker
+from cluster_store import Busy, Changed, FakeStore, Refused
 
 from harunner.net.bus import Beat, ExitNotice, OwnerChange
 from harunner.paxos import AcceptorState, Effects, Message, Node, ProposerState
 from harunner.runner import actions as act
 from harunner.runner.ownership import OwnershipCore, Timing
-from harunner.store.model import SCHEDULER_JOB, JobRecord, JobState, Owner
+from harunner.store.model import SCHEDULER_JOB, JobState, Owner
 
 Turn = Generator[float | None, None, None]
 
@@ -65,53 +66,6 @@ class Params:
 
     def timing(self) -> Timing:
         return Timing(self.suspect, self.hang, self.paxos)
-
-
-@dataclass(frozen=True)
-class Changed:
-    """A change-feed entry: a record as the store wrote it (delivered late, maybe twice)."""
-
-    record: JobRecord
-
-
-class Busy(Exception):
-    """The job's lock was busy: try again later."""
-
-
-class Refused(Exception):
-    """The store refused the transition (fenced)."""
-
-
-class FakeStore:
-    """Job records with the real store's fencing rule for takeovers."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.records: dict[str, JobRecord] = {}
-
-    def create(self, job_id: str, owner: Owner) -> None:
-        record = JobRecord(job_id, "sim", {}, JobState.RUNNING, 1, owner)
-        self.records[job_id] = record
-        self.sim.checker.on_write(None, record)
-
-    def take_over(self, job_id: str, generation: int, owner: Owner) -> JobRecord:
-        """Raise a RUNNING job to `generation` (> the record's) with `owner`; idempotent."""
-        record = self.records[job_id]
-        if self.sim.rng.random() < self.sim.params.busy:
-            raise Busy(job_id)
-        if (record.generation, record.owner) == (generation, owner):
-            return record
-        if record.state is not JobState.RUNNING or record.generation >= generation:
-            raise Refused(f"{job_id}@{record.generation}")
-        new = replace(record, generation=generation, owner=owner)
-        self.records[job_id] = new
-        self.sim.checker.on_write(record, new)
-        for target in self.sim.slots:
-            self.sim.send(owner.slot, target, Changed(new))
-        return new
-
-    def running(self) -> list[JobRecord]:
-        return [r for r in self.records.values() if r.state is JobState.RUNNING]
 
 
 @dataclass
