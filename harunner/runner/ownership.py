@@ -103,7 +103,7 @@ class OwnershipCore:
         if deaths:
             return actions + self._deaths(deaths)
         if self.takeover.first_seen:
-            actions += self._propose(now)
+            actions += self._propose(now, fresh=False)
         return actions
 
     def owner_changed(self, change: OwnerChange, now: float) -> list[Action]:
@@ -243,10 +243,11 @@ class OwnershipCore:
 
     def _deaths(self, deaths: Iterable[Died]) -> list[Action]:
         actions: list[Action] = [Detected(d.slot, d.incarnation, d.reason) for d in deaths]
-        return actions + self._propose(self.last_now) if actions else []
+        return actions + self._propose(self.last_now, fresh=False) if actions else []
 
-    def _propose(self, now: float) -> list[Action]:
-        values = self.takeover.proposals(self.records.values(), self.detector, now)
+    def _propose(self, now: float, fresh: bool = True) -> list[Action]:
+        """Propose orphans; past a live decided owner only from a fresh full `reconcile`."""
+        values = self.takeover.proposals(self.records.values(), self.detector, now, fresh)
         return [Propose(values)] if values else []
 
     def _may_claim(self, now: float) -> bool:

@@ -90,14 +90,14 @@ class Runner:
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()
-        started = time.monotonic()
-        timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
-                        config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
-        self.core = OwnershipCore(self.me, timing, started)
         self.scheduler = Scheduler(self.store, keep_alive=self._keep_beating)
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
                                  config.start_method, config.worker_grace_ms / 1000)
         self.executor.warm_up()
+        started = time.monotonic()  # after the warm-up: its time is no pause of the loop
+        timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
+                        config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
+        self.core = OwnershipCore(self.me, timing, started)
         self.primary_generation = 0
         self.seq = 0
         self.next_beat = 0.0

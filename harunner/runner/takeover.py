@@ -52,8 +52,12 @@ class Takeover:
         return view.liveness is Liveness.DEAD
 
     def proposals(self, records: Iterable[JobRecord], detector: FailureDetector,
-                  now: float) -> dict[InstanceKey, Value]:
-        """The instances this runner should propose now, with the owner it proposes."""
+                  now: float, fresh: bool = True) -> dict[InstanceKey, Value]:
+        """The instances this runner should propose now, with the owner it proposes.
+
+        Only `fresh` records (just read) may move a job past a decided owner
+        that is still alive: a stale copy could miss that it raised the record.
+        """
         records = list(records)
         orphans = [r for r in records if self.is_orphan(r, detector, now)]
         live = [Value(s, detector.peers[s].incarnation) for s in detector.live_slots()
@@ -65,7 +69,7 @@ class Takeover:
             first = self.first_seen.setdefault(record.job_id, now)
             if now - first < self.backoff * rank:
                 continue
-            generation = self._next_generation(record, detector, now)
+            generation = self._next_generation(record, detector, now, fresh)
             if generation is None:
                 continue
             key = (record.job_id, generation)
@@ -85,7 +89,7 @@ class Takeover:
         return values
 
     def _next_generation(self, record: JobRecord, detector: FailureDetector,
-                         now: float) -> int | None:
+                         now: float, fresh: bool = True) -> int | None:
         """The generation to propose for an orphan, or None while a decided owner takes over."""
         decided = self.decided.get(record.job_id)
         if decided is None or decided[0] <= record.generation:
@@ -95,7 +99,7 @@ class Takeover:
         unheard = view is None or view.incarnation < owner.incarnation  # e.g. just restarted
         owner_alive = unheard or owner == Value(self.me.slot, self.me.incarnation) or (
             detector.is_live(owner.slot, owner.incarnation))
-        if owner_alive and now - learned_at < self.grace:
+        if owner_alive and (not fresh or now - learned_at < self.grace):
             return None
         return generation + 1
 

@@ -21,8 +21,8 @@ from harunner.store.model import JobRecord
 class TakeOverWithoutDecision(OwnershipCore):
     """Takes its orphans straight into the store, without waiting for Paxos."""
 
-    def _propose(self, now: float) -> list[Action]:
-        values = self.takeover.proposals(self.records.values(), self.detector, now)
+    def _propose(self, now: float, fresh: bool = True) -> list[Action]:
+        values = self.takeover.proposals(self.records.values(), self.detector, now, fresh)
         actions: list[Action] = []
         for (job_id, generation), value in values.items():
             if value == self.value:
@@ -80,11 +80,11 @@ class WaitForDecidedOwnerForever(OwnershipCore):
         self.takeover._next_generation = self._patient  # type: ignore[method-assign]
         self._original = type(self.takeover)._next_generation.__get__(self.takeover)
 
-    def _patient(self, record, detector, now):  # type: ignore[no-untyped-def]
+    def _patient(self, record, detector, now, fresh=True):  # type: ignore[no-untyped-def]
         decided = self.takeover.decided.get(record.job_id)
         if decided is not None and decided[0] > record.generation:
             return None
-        return self._original(record, detector, now)
+        return self._original(record, detector, now, fresh)
 
 
 def runner_with(core_class: type[OwnershipCore]) -> type[SimRunner]:
