@@ -19,7 +19,9 @@ Rules (docs/design.md "Takeover", docs/ownership.md):
   fell; then every live peer and every decided owner gets a fresh hang
   timeout before anything is judged (`Paused` is emitted first);
 - orphans are proposed in one batch; the lowest live slot at once, rank r
-  after r x paxos timeout (`harunner.runner.takeover`);
+  after r x paxos timeout (`harunner.runner.takeover`); only a full
+  `reconcile` moves a job past a decided owner still alive (cached records
+  may miss that it raised the record);
 - a decision naming this runner is applied by `TakeOver` (the store raises
   the generation) before the worker starts (`Start` only after `took_over`);
 - a record or hint showing a newer generation of a job this runner runs,
