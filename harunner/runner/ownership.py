@@ -13,11 +13,12 @@ a record older (lower generation) than one already seen is ignored, so no
 generation it acts on is ever lowered.
 
 Rules (docs/design.md "Takeover", docs/ownership.md):
-- a peer's silence counts only over time this runner was awake: every input
-  carries `now`, and a gap since the previous input longer than `pause`
-  means this runner was itself paused (SIGSTOP, swap), wherever the pause
-  fell; then every live peer and every decided owner gets a fresh hang
-  timeout before anything is judged (`Paused` is emitted first);
+- a peer's silence counts only over time this runner was listening: peers
+  are judged as of the last drain of the bus (`listened`), never later; a
+  gap between two drains, or between two inputs, longer than `pause` means
+  this runner was paused (SIGSTOP, swap) or busy and deaf, wherever that
+  fell; then every peer not known to have exited and every decided owner
+  gets a fresh hang timeout before anything is judged (`Paused` first);
 - orphans are proposed in one batch; the lowest live slot at once, rank r
   after r x paxos timeout (`harunner.runner.takeover`); only a full
   `reconcile` moves a job past a decided owner still alive (cached records
@@ -83,6 +84,7 @@ class OwnershipCore:
         self.awaiting: dict[str, int] = {}  # decided for me, not yet raised: job -> generation
         self.primary_generation = 0
         self.last_now = now
+        self.last_listen = now  # silence is judged only up to the last drain of the bus
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -98,10 +100,23 @@ class OwnershipCore:
         """The OS saw process `pid` of `slot` exit (supervisor notice or pidfd)."""
         return self._awake(now) + self._deaths(self.detector.exit_notice(slot, pid))
 
-    def tick(self, now: float) -> list[Action]:
-        """Judge silent peers; retry orphans whose rank back-off has passed."""
+    def listened(self, now: float) -> list[Action]:
+        """The shell has just drained the bus: every beat queued until `now` is in.
+
+        A long time since the previous drain (this runner paused, or busy and
+        deaf to the bus) gives every peer a fresh hang timeout.
+        """
         actions = self._awake(now)
-        deaths = self.detector.tick(now)
+        deaf = now - self.last_listen
+        self.last_listen = max(self.last_listen, now)
+        if deaf > self.timing.pause and not actions:
+            actions = self._forgive(now, deaf)
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        """Judge peers silent up to the last drain of the bus; retry orphans after back-off."""
+        actions = self._awake(now)
+        deaths = self.detector.tick(min(now, self.last_listen))
         if deaths:
             return actions + self._deaths(deaths)
         if self.takeover.first_seen:
@@ -194,8 +209,11 @@ class OwnershipCore:
         """Before judging anything: was this runner itself paused since the last input?"""
         gap = now - self.last_now
         self.last_now = max(self.last_now, now)
-        if gap <= self.timing.pause:
-            return []
+        return self._forgive(now, gap) if gap > self.timing.pause else []
+
+    def _forgive(self, now: float, gap: float) -> list[Action]:
+        """This runner was paused or deaf for `gap`: peers and decided owners start afresh."""
+        self.last_listen = max(self.last_listen, now)  # the deaf time is forgiven, not judged
         self.detector.forgive(now)
         self.takeover.forgive(now)
         return [Paused(gap)]

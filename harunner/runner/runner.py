@@ -139,6 +139,7 @@ class Runner:
         now = time.monotonic()  # fresh after the wait: a pause in it is seen by the core
         self._check_peer_exits()
         self._read_bus()
+        self._feed(self.core.listened(time.monotonic()))
         for frame in self.link.drain():
             self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
         self._reap_workers(now)
@@ -239,7 +240,8 @@ class Runner:
                 self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
                 self.rescan = True
             case act.Paused(seconds):
-                log.warning("runner slot %d was paused for %.0f ms", self.slot, seconds * 1000)
+                log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
+                            self.slot, seconds * 1000)
                 self.events.emit("paused", slot=self.slot, ms=round(seconds * 1000))
                 self.rescan = True
 

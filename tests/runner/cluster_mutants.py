@@ -35,14 +35,16 @@ class TakeOverWithoutDecision(OwnershipCore):
 class NoForgiveAfterPause(OwnershipCore):
     """Notices its own pause but keeps counting it as its peers' silence."""
 
-    def _awake(self, now: float) -> list[Action]:
-        gap = now - self.last_now
-        self.last_now = max(self.last_now, now)
-        return [Paused(gap)] if gap > self.timing.pause else []
+    def _forgive(self, now: float, gap: float) -> list[Action]:
+        return [Paused(gap)]
 
 
 class JudgeBeforePauseCheck(OwnershipCore):
     """The bug of issue 12: judges silent peers first, and only then looks at its own pause."""
+
+    def listened(self, now: float) -> list[Action]:
+        self.last_listen = now
+        return []
 
     def tick(self, now: float) -> list[Action]:
         deaths = self.detector.tick(now)

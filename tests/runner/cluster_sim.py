@@ -153,6 +153,7 @@ class SimRunner:
         for message in self.due():
             self.handle(message)
             yield
+        self.feed(self.core.listened(sim.now))
         self.fenced_exits()
         self.feed(self.core.tick(sim.now))
         self.paxos(self.node.tick(sim.now, self.rng))

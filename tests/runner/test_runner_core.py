@@ -101,7 +101,7 @@ def test_a_hung_peer_is_detected_and_its_jobs_proposed_in_one_batch() -> None:
     now = 0.01
     while now < 0.7:
         now += 0.01
-        actions += core.tick(now)
+        actions += core.listened(now) + core.tick(now)
     assert Detected in kinds(actions)
     proposals = [a for a in actions if isinstance(a, Propose)]
     assert len(proposals) == 1 and set(proposals[0].values) == {("a", 2), ("b", 2)}
@@ -111,16 +111,29 @@ def test_my_own_pause_is_not_my_peers_silence() -> None:
     """A long gap between two inputs, wherever it falls: peers get a fresh hang timeout."""
     core = core_with_peer()
     core.reconcile([record("a", PEER)], 0.01)
+    core.listened(0.01)
     first = core.tick(0.9)  # woke from a pause inside the wait: no beat delivered yet
     assert kinds(first) == [Paused]
-    later = [a for t in range(91, 130) for a in core.tick(t / 100)]
+    later = [a for t in range(91, 130) for a in core.listened(t / 100) + core.tick(t / 100)]
     assert later == []  # still within the fresh hang timeout: nobody judged
+
+
+def test_time_spent_busy_and_deaf_to_the_bus_is_not_my_peers_silence() -> None:
+    """Inputs keep coming (decisions, takeovers) but the bus is not drained: no verdict."""
+    core = core_with_peer()
+    core.reconcile([record("a", PEER)], 0.01)
+    core.listened(0.01)
+    busy = [a for t in range(2, 90) for a in core.tick(t / 100)]
+    assert busy == []  # judged as of the last drain only
+    assert kinds(core.listened(0.9)) == [Paused]  # beats queued meanwhile may still lag
+    assert [a for t in range(91, 130) for a in core.listened(t / 100) + core.tick(t / 100)] == []
 
 
 def test_a_peer_judged_hung_before_my_pause_is_revived_by_it() -> None:
     core = core_with_peer()
     core.reconcile([record("a", PEER)], 0.01)
     for t in range(2, 70):
+        core.listened(t / 100)
         core.tick(t / 100)
     assert not core.detector.is_live(1, 1)
     core.tick(2.0)  # then this runner itself was paused
