@@ -56,6 +56,7 @@ class Config:
     worker_mode: str = "pool"
     log_level: str = "info"
     retention: str = ""
+    seed: int = 0
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -171,7 +172,7 @@ def read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SEED", "HARUNNER_SOAK",
+NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SOAK",
                          "HARUNNER_FUZZ_FRAMES"})
 
 

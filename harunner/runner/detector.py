@@ -7,6 +7,12 @@ it exit) or after `hang_timeout` seconds of silence (hung: SIGSTOP, deadlock).
 A newer incarnation of a slot implies the older one is dead. A hung runner
 that beats again is *revived*: it is still the only process of its slot, but
 the jobs it owned have been, or are being, taken over.
+
+Silence counts only over time this runner was awake to hear it: after this
+runner's own pause, `forgive` gives every peer not known to have exited a
+fresh hang timeout, including a peer judged hung before the pause (its
+beats may be queued, not yet delivered). A peer that is still hung is judged
+again one hang timeout later.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class PeerView:
     last_beat: float
     liveness: Liveness = Liveness.ALIVE
     owned: int = 0
+    exited: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,9 @@ class FailureDetector:
         """Record a heartbeat; a new incarnation of a slot buries the old one."""
         view = self.peers.get(beat.slot)
         events: list[Event] = []
-        if view is not None and beat.incarnation < view.incarnation:
-            return events
+        if view is not None and (beat.incarnation < view.incarnation or (
+                view.exited and beat.incarnation == view.incarnation)):
+            return events  # late: from an older incarnation, or sent before its exit
         if view is not None and beat.incarnation > view.incarnation:
             if view.liveness is not Liveness.DEAD:
                 events.append(self._bury(view, "restarted"))
@@ -80,6 +88,7 @@ class FailureDetector:
         view = self.peers.get(slot)
         if view is None or view.pid != pid or view.liveness is Liveness.DEAD:
             return []
+        view.exited = True
         return [self._bury(view, "exited")]
 
     def tick(self, now: float) -> list[Died]:
@@ -101,9 +110,14 @@ class FailureDetector:
         return Died(view.slot, view.incarnation, reason)
 
     def forgive(self, now: float) -> None:
-        """After this process itself was paused, restart every live peer's silence count."""
+        """After this process itself was paused, restart every peer's silence count.
+
+        Peers judged hung are revived too: their silence was heard partly while
+        this process was deaf. Peers that exited (or were replaced) stay dead.
+        """
         for view in self.peers.values():
-            if view.liveness is not Liveness.DEAD:
+            if not view.exited:
+                view.liveness = Liveness.ALIVE
                 view.last_beat = max(view.last_beat, now)
 
     def is_live(self, slot: int, incarnation: int) -> bool:

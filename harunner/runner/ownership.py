@@ -1,226 +1,290 @@
-"""A runner's ownership duties: taking jobs over, starting and losing them.
+"""The ownership core of a runner: which jobs it runs, takes over, proposes and loses.
 
-Mixed into `harunner.runner.Runner`, which owns the loop, the sockets and the
-attributes used here. Rules kept here:
-- after a death, orphans are proposed in one batch (`harunner.takeover`);
-- a decision naming this runner is applied by `Store.take_over` before the
-  worker starts, so the worker reads the checkpoint only once the old owner
-  is fenced; a busy job lock is retried from `_reconcile`, never waited on;
-- a job whose record shows another owner or generation loses its worker at
-  once (`_lose`);
-- the scheduler duty is claimed by compare-and-set, like any assignment;
-- Paxos votes below a job's current generation are compacted.
+Sans-IO. Heartbeats, exit notices, bus hints, job records, Paxos decisions
+and `now` (monotonic seconds) go in; `harunner.runner.actions` come out, for
+the shell to carry out. It reads no clock, opens no socket, touches no file.
+
+Records come in two ways, so that the core works with today's periodic scan
+and with a store change feed alike: `observe(records)` for records that
+changed, `reconcile(records)` for a full pass over every RUNNING record
+(plus the records of this runner's workers) at start, periodically, or after
+a pause. The core keeps the newest record of each RUNNING job it has seen;
+a record older (lower generation) than one already seen is ignored, so no
+generation it acts on is ever lowered.
+
+Rules (docs/design.md "Takeover", docs/ownership.md):
+- a peer's silence counts only over time this runner was listening: peers
+  are judged as of the last drain of the bus (`listened`), never later; a
+  gap between two drains, or between two inputs, longer than `pause` means
+  this runner was paused (SIGSTOP, swap) or busy and deaf, wherever that
+  fell; then every peer not known to have exited and every decided owner
+  gets a fresh hang timeout before anything is judged (`Paused` first);
+- orphans are proposed in one batch; the lowest live slot at once, rank r
+  after r x paxos timeout (`harunner.runner.takeover`); only a full
+  `reconcile` moves a job past a decided owner still alive (cached records
+  may miss that it raised the record);
+- a decision naming this runner is applied by `TakeOver` (the store raises
+  the generation) before the worker starts (`Start` only after `took_over`);
+- a record or hint showing a newer generation of a job this runner runs,
+  or another owner at its generation, kills the worker (`Kill`);
+- the scheduler duty is the `__scheduler__` record: owning it is primary.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from harunner.errors import (
-    HarunnerError,
-    LockTimeoutError,
-    StoreError,
-    UnknownJobError,
-)
-from harunner.net import bus
+from harunner.net.bus import Beat, OwnerChange
 from harunner.paxos import InstanceKey, Value
-from harunner.runner.detector import Died
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
+from harunner.runner.actions import (
+    Action,
+    Announce,
+    BecomePrimary,
+    ClaimScheduler,
+    Detected,
+    Kill,
+    LosePrimary,
+    Paused,
+    Propose,
+    Read,
+    Start,
+    TakeOver,
+)
+from harunner.runner.detector import Died, FailureDetector
+from harunner.runner.takeover import Takeover
+from harunner.store.model import SCHEDULER_JOB, JobRecord, JobState, Owner
 
-if TYPE_CHECKING:
-    import random
-    from collections.abc import Callable
 
-    from harunner.config import Config
-    from harunner.executor.executor import Executor
-    from harunner.net.sockets import Publisher
-    from harunner.runner.consensus import Consensus
-    from harunner.runner.detector import FailureDetector
-    from harunner.runner.scheduler import Scheduler
-    from harunner.runner.takeover import Takeover
-    from harunner.store import Store
-    from harunner.store.events import EventLog
+@dataclass(frozen=True)
+class Timing:
+    """The core's time constants, in seconds."""
 
-log = logging.getLogger("harunner.runner")
+    suspect_after: float
+    hang: float
+    paxos: float
+
+    @property
+    def pause(self) -> float:
+        """A gap between two inputs longer than this is a pause of this runner itself."""
+        return self.hang / 2
 
 
-class OwnershipDuties:
-    """Methods of `Runner` that change which jobs it runs (its attributes, declared)."""
+class OwnershipCore:
+    """One runner incarnation's ownership state; every input returns the actions to take."""
 
-    config: Config
-    slot: int
-    incarnation: int
-    me: Owner
-    cluster: str
-    store: Store
-    executor: Executor
-    consensus: Consensus
-    detector: FailureDetector
-    takeover: Takeover
-    scheduler: Scheduler
-    events: EventLog
-    publisher: Publisher
-    rng: random.Random
-    awaiting: dict[str, int]
-    primary_generation: int
-    _keep_beating: Callable[[], None]
+    def __init__(self, me: Owner, timing: Timing, now: float) -> None:
+        self.me = me
+        self.value = Value(me.slot, me.incarnation)
+        self.timing = timing
+        self.detector = FailureDetector(timing.suspect_after, timing.hang)
+        self.takeover = Takeover(me, timing.paxos, timing.hang, now)
+        self.records: dict[str, JobRecord] = {}  # the newest RUNNING record of each job seen
+        self.workers: dict[str, int] = {}  # job -> generation of the worker it runs
+        self.awaiting: dict[str, int] = {}  # decided for me, not yet raised: job -> generation
+        self.primary_generation = 0
+        self.last_now = now
+        self.last_listen = now  # silence is judged only up to the last drain of the bus
 
-    def _on_death(self, event: Died) -> None:
-        log.warning("runner slot %d incarnation %d is dead: %s", event.slot, event.incarnation,
-                    event.reason)
-        self.events.emit("detected", slot=event.slot, incarnation=event.incarnation,
-                         reason=event.reason)
-        self._propose_orphans(time.monotonic())
+    # -- inputs ----------------------------------------------------------------------------
 
-    def _propose_orphans(self, now: float, records: list[JobRecord] | None = None) -> None:
-        if records is None:
-            records = self._running_records()
-        values = self.takeover.proposals(records, self.detector, now)
-        if values:
-            self.events.emit("propose", count=len(values))
-            self._learn(self.consensus.propose(values, now, self.rng))
+    def heard(self, beat: Beat, now: float) -> list[Action]:
+        """A peer's heartbeat."""
+        actions = self._awake(now)
+        if beat.slot != self.me.slot:
+            actions += self._deaths(e for e in self.detector.beat(beat, now)
+                                    if isinstance(e, Died))
+        return actions
 
-    def _learn(self, decided: dict[InstanceKey, Value]) -> None:
-        now = time.monotonic()
-        mine = []
-        for key, value in decided.items():
-            self.takeover.learned(key, value, now)
-            if value == Value(self.slot, self.incarnation):
-                self.events.emit("decided", job=key[0], generation=key[1], slot=self.slot)
-                self.awaiting[key[0]] = max(key[1], self.awaiting.get(key[0], 0))
-                mine.append(key[0])
-        for job_id in mine:
-            self._keep_beating()
-            if job_id in self.awaiting:
-                self._take_over(job_id, self.awaiting[job_id])
+    def exit_notice(self, slot: int, pid: int, now: float) -> list[Action]:
+        """The OS saw process `pid` of `slot` exit (supervisor notice or pidfd)."""
+        return self._awake(now) + self._deaths(self.detector.exit_notice(slot, pid))
 
-    def _take_over(self, job_id: str, generation: int) -> None:
-        """Raise the job's generation in the store; a busy lock is retried on reconcile."""
-        try:
-            record = self.store.take_over(job_id, generation, self.me)
-        except LockTimeoutError:
-            return
-        except StoreError as error:
-            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
-            self.awaiting.pop(job_id, None)
-            return
-        self.awaiting.pop(job_id, None)
-        self.events.emit("took_over", job=job_id, generation=generation, slot=self.slot)
-        self._announce(record)
-        self._start(record)
+    def listened(self, now: float) -> list[Action]:
+        """The shell has just drained the bus: every beat queued until `now` is in.
 
-    def _announce(self, record: JobRecord) -> None:
-        assert record.owner is not None
-        change = bus.OwnerChange(record.job_id, record.generation, record.owner.slot,
-                                 record.owner.incarnation)
-        self.publisher.publish(bus.encode(change, self.cluster))
+        A long time since the previous drain (this runner paused, or busy and
+        deaf to the bus) gives every peer a fresh hang timeout.
+        """
+        actions = self._awake(now)
+        deaf = now - self.last_listen
+        self.last_listen = max(self.last_listen, now)
+        if deaf > self.timing.pause and not actions:
+            actions = self._forgive(now, deaf)
+        return actions
 
-    def _start(self, record: JobRecord) -> None:
-        """Run a job this runner owns (for `__scheduler__`: become primary)."""
-        if record.state is not JobState.RUNNING or record.owner != self.me:
-            return
-        if record.job_id == SCHEDULER_JOB:
-            if self.primary_generation != record.generation:
-                log.info("slot %d is primary at generation %d", self.slot, record.generation)
-                self.scheduler.poke()
-            self.primary_generation = record.generation
-            return
-        if record.job_id in self.executor.running():
-            return
-        try:
-            self.executor.start(record)
-        except (HarunnerError, OSError) as error:
-            log.warning("cannot start a worker for %s: %s", record.job_id, error)
-            return
-        self.events.emit("worker_started", job=record.job_id, generation=record.generation,
-                         slot=self.slot)
+    def tick(self, now: float) -> list[Action]:
+        """Judge peers silent up to the last drain of the bus; retry orphans after back-off."""
+        actions = self._awake(now)
+        deaths = self.detector.tick(min(now, self.last_listen))
+        if deaths:
+            return actions + self._deaths(deaths)
+        if self.takeover.first_seen:
+            actions += self._propose(now, fresh=False)
+        return actions
 
-    def _assigned(self, record: JobRecord) -> None:
-        self._announce(record)
-        if record.owner == self.me:
-            self._start(record)
-
-    def _on_owner_change(self, change: bus.OwnerChange) -> None:
-        owner = Owner(change.slot, change.incarnation)
-        running = self.executor.running()
-        if owner == self.me:
-            try:
-                record = self.store.get(change.job_id)
-            except StoreError as error:
-                log.warning("cannot start %s: %s", change.job_id, error)
-                return
-            if record.generation == change.generation:
-                self._start(record)
-        elif change.job_id in running and running[change.job_id] < change.generation:
-            self._lose(change.job_id, change.generation)
-        elif change.job_id == SCHEDULER_JOB and change.generation > self.primary_generation:
+    def owner_changed(self, change: OwnerChange, now: float) -> list[Action]:
+        """A bus hint that a job has a new owner: read it if mine, else stop an older copy."""
+        actions = self._awake(now)
+        if (change.slot, change.incarnation) == (self.me.slot, self.me.incarnation):
+            return actions + [Read(change.job_id)]
+        known = self.records.get(change.job_id)
+        if known is not None and known.generation < change.generation:
+            actions.append(Read(change.job_id))  # refresh: a decided owner raised it
+        running = self.workers.get(change.job_id)
+        if running is not None and running < change.generation:
+            actions.append(self._kill(change.job_id, change.generation))
+        if change.job_id == SCHEDULER_JOB and change.generation > self.primary_generation > 0:
             self.primary_generation = 0
+            actions.append(LosePrimary(change.generation))
+        return actions
 
-    def _lose(self, job_id: str, generation: int) -> None:
-        log.warning("slot %d lost %s to generation %d: killing its worker", self.slot, job_id,
-                    generation)
-        self.executor.kill(job_id)
-        self.events.emit("lost", job=job_id, generation=generation, slot=self.slot)
+    def observe(self, records: Iterable[JobRecord], now: float) -> list[Action]:
+        """Records that changed (a change feed, a read after a hint, an assignment)."""
+        actions = self._awake(now)
+        for record in records:
+            actions += self._merge(record)
+        self.takeover.prune(self.records)
+        return actions
 
-    def _reconcile(self, now: float) -> None:
-        """Make the executor match the store; take the scheduler duty if nobody holds it."""
-        for job_id, generation in list(self.executor.running().items()):
-            try:
-                record = self.store.get(job_id)
-            except StoreError:
-                continue
-            if record.generation != generation or record.owner != self.me:
-                self._lose(job_id, record.generation)
+    def reconcile(self, records: Iterable[JobRecord], now: float,
+                  workers: Mapping[str, int] | None = None) -> list[Action]:
+        """A full pass: every RUNNING record, and the records of this runner's workers.
+
+        `workers` (job -> generation), if given, is the executor's own account of
+        the workers it runs, which replaces the core's.
+        """
+        actions = self._awake(now)
+        if workers is not None:
+            self.workers = dict(workers)
+        records = list(records)
+        listed = {r.job_id for r in records}
+        for job_id in [j for j in self.records if j not in listed]:
+            del self.records[job_id]
+        for record in records:
+            actions += self._merge(record)
+        scheduler = self.records.get(SCHEDULER_JOB)
+        if self.primary_generation and (scheduler is None or scheduler.owner != self.me):
+            self.primary_generation = 0
+            actions.append(LosePrimary(0 if scheduler is None else scheduler.generation))
         for job_id, generation in list(self.awaiting.items()):
-            self._keep_beating()
-            self._take_over(job_id, generation)
-        records = self._running_records()
-        mine = [record for record in records if record.owner == self.me]
-        if not any(record.job_id == SCHEDULER_JOB for record in mine):
-            self.primary_generation = 0
-        for record in mine:
-            self._keep_beating()
-            self._start(record)
-        self._claim_scheduler(now)
-        self._propose_orphans(now, records)
+            actions.append(TakeOver(job_id, generation))
+        if scheduler is None and self._may_claim(now):
+            actions.append(ClaimScheduler())
+        self.takeover.prune(self.records)
+        return actions + self._propose(now)
 
-    def _compact(self, now: float) -> None:
-        """Drop Paxos votes that can never matter again: below a job's current generation."""
-        for job_id in self.consensus.instances():
-            try:
-                record = self.store.get(job_id)
-            except UnknownJobError:  # the job was removed: none of its instances matters
-                below = 1 + max(g for j, g in self.consensus.node.acceptor_state.votes
-                                if j == job_id)
-                self.consensus.compact(job_id, below, now, self.rng)
+    def decided(self, decisions: Mapping[InstanceKey, Value], now: float) -> list[Action]:
+        """Paxos decisions: take over those naming this runner."""
+        actions = self._awake(now)
+        for (job_id, generation), value in decisions.items():
+            self.takeover.learned((job_id, generation), value, now)
+            if value != self.value or not self._newer(job_id, generation):
                 continue
-            except StoreError:
-                continue
-            below = record.generation + 1 if record.state.finished else record.generation
-            self.consensus.compact(job_id, below, now, self.rng)
+            if generation > self.awaiting.get(job_id, 0):
+                self.awaiting[job_id] = generation
+                actions.append(TakeOver(job_id, generation))
+        return actions
 
-    def _running_records(self) -> list[JobRecord]:
-        try:
-            return self.store.list_jobs({JobState.RUNNING})
-        except StoreError as error:
-            log.warning("cannot list jobs: %s", error)
+    def took_over(self, record: JobRecord, now: float) -> list[Action]:
+        """The store raised the record to this runner: announce it, then start it."""
+        actions = self._awake(now)
+        if self.awaiting.get(record.job_id, 0) <= record.generation:
+            self.awaiting.pop(record.job_id, None)
+        return actions + [Announce(record)] + self._merge(record)
+
+    def take_over_failed(self, job_id: str, generation: int, busy: bool) -> None:
+        """The store refused (or its lock was busy: then it is retried on reconcile)."""
+        if not busy and self.awaiting.get(job_id) == generation:
+            del self.awaiting[job_id]
+
+    def worker_ended(self, job_id: str, generation: int) -> None:
+        """The worker of `job_id` at `generation` exited or could not start."""
+        if self.workers.get(job_id) == generation:
+            del self.workers[job_id]
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _awake(self, now: float) -> list[Action]:
+        """Before judging anything: was this runner itself paused since the last input?"""
+        gap = now - self.last_now
+        self.last_now = max(self.last_now, now)
+        return self._forgive(now, gap) if gap > self.timing.pause else []
+
+    def _forgive(self, now: float, gap: float) -> list[Action]:
+        """This runner was paused or deaf for `gap`: peers and decided owners start afresh."""
+        self.last_listen = max(self.last_listen, now)  # the deaf time is forgiven, not judged
+        self.detector.forgive(now)
+        self.takeover.forgive(now)
+        return [Paused(gap)]
+
+    def _newer(self, job_id: str, generation: int) -> bool:
+        known = self.records.get(job_id)
+        return known is None or known.generation < generation
+
+    def _merge(self, record: JobRecord) -> list[Action]:
+        """Take in one record unless an newer one is known; act on what it says."""
+        known = self.records.get(record.job_id)
+        if known is not None and known.generation > record.generation:
             return []
+        if record.state is JobState.RUNNING:
+            self.records[record.job_id] = record
+        else:
+            self.records.pop(record.job_id, None)
+            self.awaiting.pop(record.job_id, None)
+        if self.awaiting.get(record.job_id, record.generation + 1) <= record.generation:
+            del self.awaiting[record.job_id]
+        if record.job_id == SCHEDULER_JOB:
+            return self._primary(record)
+        actions: list[Action] = []
+        running = self.workers.get(record.job_id)
+        if running is not None and (running < record.generation or (
+                running == record.generation and record.owner != self.me)):
+            actions.append(self._kill(record.job_id, record.generation))
+            running = None
+        if running is None and record.state is JobState.RUNNING and record.owner == self.me:
+            self.workers[record.job_id] = record.generation
+            actions.append(Start(record))
+        return actions
 
-    def _claim_scheduler(self, now: float) -> None:
-        """The first runner up takes the scheduler duty of a new cluster by compare-and-set."""
-        try:
-            try:
-                record = self.store.get(SCHEDULER_JOB)
-            except UnknownJobError:
-                record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
-        except StoreError:
-            return
-        lowest = min([self.slot] + self.detector.live_slots())
-        waited = now - self.takeover.started > self.config.hang_timeout_ms / 1000
-        if record.state is JobState.PENDING and (lowest == self.slot or waited):
-            try:
-                self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
-            except StoreError as error:
-                log.info("scheduler duty not claimed: %s", error)
+    def _primary(self, record: JobRecord) -> list[Action]:
+        mine = record.state is JobState.RUNNING and record.owner == self.me
+        if mine and self.primary_generation != record.generation:
+            self.primary_generation = record.generation
+            return [BecomePrimary(record.generation)]
+        if not mine and self.primary_generation and record.generation >= self.primary_generation:
+            self.primary_generation = 0
+            return [LosePrimary(record.generation)]
+        return []
+
+    def _kill(self, job_id: str, generation: int) -> Kill:
+        self.workers.pop(job_id, None)
+        return Kill(job_id, generation)
+
+    def _deaths(self, deaths: Iterable[Died]) -> list[Action]:
+        actions: list[Action] = [Detected(d.slot, d.incarnation, d.reason) for d in deaths]
+        return actions + self._propose(self.last_now, fresh=False) if actions else []
+
+    def _propose(self, now: float, fresh: bool = True) -> list[Action]:
+        """Propose orphans; past a live decided owner only from a fresh full `reconcile`."""
+        values = self.takeover.proposals(self.records.values(), self.detector, now, fresh)
+        return [Propose(values)] if values else []
+
+    def _may_claim(self, now: float) -> bool:
+        """The lowest live slot claims a new cluster's scheduler; others after a hang timeout."""
+        lowest = min([self.me.slot] + self.detector.live_slots())
+        return lowest == self.me.slot or now - self.takeover.started > self.timing.hang
+
+    # -- views for the shell ---------------------------------------------------------------
+
+    def live_owners(self) -> list[Owner]:
+        """This runner and every peer incarnation not known dead."""
+        others = [Owner(s, self.detector.peers[s].incarnation)
+                  for s in self.detector.live_slots() if s != self.me.slot]
+        return [self.me] + others
+
+    def load(self, own: int) -> dict[int, int]:
+        """Jobs per slot, as the peers' beats report them (`own` for this runner)."""
+        load = {s: v.owned for s, v in self.detector.peers.items()}
+        load[self.me.slot] = own
+        return load

@@ -1,17 +1,23 @@
-"""A runner process: one slot of the meta.
+"""A runner process: one slot of the cluster, the I/O shell around its ownership core.
 
 It heartbeats on the bus from its main loop, votes and proposes in Paxos, owns
-jobs and runs each in a worker process (the executor). The runner that owns
-the `__scheduler__` record is the primary and assigns pending jobs.
+jobs and runs each in a worker process (the executor). What it owns is decided
+by the pure `harunner.runner.ownership.OwnershipCore`: this module feeds it
+beats, notices, records, decisions and `now`, and carries out the actions it
+returns (`harunner.runner.actions`) with the store, Paxos, the bus and the
+executor. The runner that owns the `__scheduler__` record is the primary and
+assigns pending jobs.
 
 Invariants:
 - one live process per slot: the slot lock is held for the whole life;
 - beats come from the main loop only, so a stuck runner stops beating;
 - Paxos state is persisted before any message of the same step is sent
-  (`harunner.consensus.Consensus.apply`);
-- a runner that learns it lost a job (a newer generation in the store or on
-  the bus) kills its worker for that job at once;
-- timeouts use the monotonic clock; the seeded `random.Random` lives here.
+  (`harunner.runner.consensus.Consensus.apply`);
+- every input to the core carries a fresh `now`, so a pause of this process
+  anywhere in the loop (in the wait, between reads) is seen by the core
+  before it judges a peer's silence;
+- timeouts use the monotonic clock; the seeded `random.Random` lives here
+  (config key `seed`, 0 for a fresh random seed).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import select
 import signal
 import time
 
@@ -29,17 +34,23 @@ import zmq
 from harunner.config import Config
 from harunner.errors import (
     ClusterError,
+    HarunnerError,
+    LockTimeoutError,
+    StoreError,
+    UnknownJobError,
 )
 from harunner.executor.executor import Executor
 from harunner.failpoints import failpoint
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, PeerLink, Publisher, Subscriber
+from harunner.paxos import InstanceKey, Value
+from harunner.runner import actions as act
+from harunner.runner.compaction import compact
 from harunner.runner.consensus import Consensus
-from harunner.runner.detector import Died, FailureDetector
-from harunner.runner.ownership import OwnershipDuties
+from harunner.runner.ownership import OwnershipCore, Timing
+from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
-from harunner.runner.takeover import Takeover
-from harunner.store import Owner, Store, meta
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
 
@@ -50,8 +61,15 @@ COMPACT_EVERY = 5.0
 LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it retries later
 
 
-class Runner(OwnershipDuties):
-    """The I/O shell around the detector, the Paxos node, the scheduler and the executor."""
+def make_rng(seed: int, slot: int, incarnation: int) -> random.Random:
+    """The runner's randomness: replayable from `seed`, fresh when `seed` is 0."""
+    if seed == 0:
+        return random.Random(os.getpid() ^ time.monotonic_ns())
+    return random.Random(f"{seed}/{slot}/{incarnation}")
+
+
+class Runner:
+    """The I/O shell around the ownership core, the Paxos node, the scheduler and the executor."""
 
     def __init__(self, config: Config, slot: int) -> None:
         self.config = config
@@ -67,28 +85,26 @@ class Runner(OwnershipDuties):
         meta.write_meta(self.layout.slot_file(slot),
                            {"pid": os.getpid(), "incarnation": self.incarnation})
         self.cluster = meta.cluster_id(self.layout)
-        self.rng = random.Random(os.getpid() ^ time.monotonic_ns())
+        self.rng = make_rng(config.seed, slot, self.incarnation)
         self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT)
-        self.awaiting: dict[str, int] = {}  # decided for me, not yet taken over: job -> generation
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()
-        started = time.monotonic()
-        self.detector = FailureDetector(config.heartbeat_ms * config.suspect_after / 1000,
-                                        config.hang_timeout_ms / 1000)
-        self.takeover = Takeover(self.me, config.paxos_timeout_ms / 1000,
-                                 config.hang_timeout_ms / 1000, started)
         self.scheduler = Scheduler(self.store, keep_alive=self._keep_beating)
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
                                  config.start_method, config.worker_grace_ms / 1000)
         self.executor.warm_up()
+        started = time.monotonic()  # after the warm-up: its time is no pause of the loop
+        timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
+                        config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
+        self.core = OwnershipCore(self.me, timing, started)
         self.primary_generation = 0
         self.seq = 0
         self.next_beat = 0.0
         self.next_reconcile = 0.0
         self.next_compact = started + COMPACT_EVERY
-        self.last_loop = started
-        self.peer_pidfds: dict[tuple[int, int], int] = {}  # (slot, pid) -> pidfd
+        self.rescan = False
+        self.peers = PeerWatch()
 
     def _open_sockets(self) -> None:
         slots = tuple(range(self.config.slots))
@@ -110,76 +126,50 @@ class Runner(OwnershipDuties):
                  os.getpid())
         self.events.emit("runner_started", slot=self.slot, incarnation=self.incarnation,
                          pid=os.getpid())
-        self.last_loop = time.monotonic()
         while not self.stopping:
             self.step()
 
     def step(self) -> None:
-        """One turn of the loop: beat, wait for input, handle it, run the duties."""
+        """One turn of the loop: beat, wait for input, feed it to the core, run the duties."""
         now = time.monotonic()
-        if now - self.last_loop > self.config.hang_timeout_ms / 2000:
-            self._after_pause(now)
-        self.last_loop = now
+        self._feed(self.core.tick(now))
         if now >= self.next_beat:
             self._beat(now)
         self._wait(max(0.0, min(self.next_beat - now, 0.01)))
-        now = time.monotonic()
+        now = time.monotonic()  # fresh after the wait: a pause in it is seen by the core
         self._check_peer_exits()
-        self._read_bus(now)
+        self._read_bus()
+        self._feed(self.core.listened(time.monotonic()))
         for frame in self.link.drain():
-            self._learn(self.consensus.receive(frame, now, self.rng))
+            self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
         self._reap_workers(now)
-        for event in self.detector.tick(now):
-            self._on_death(event)
-        self._learn(self.consensus.tick(now, self.rng))
-        if now >= self.next_reconcile:
+        now = time.monotonic()
+        self._feed(self.core.tick(now))
+        self._decided(self.consensus.tick(now, self.rng))
+        if self.rescan or now >= self.next_reconcile:
             self.next_reconcile = now + RECONCILE_EVERY
-            self._reconcile(now)
+            self.rescan = False
+            self._reconcile()
         if now >= self.next_compact:
             self.next_compact = now + COMPACT_EVERY
-            self._compact(now)
+            compact(self.consensus, self.store, now, self.rng)
         if self.primary_generation:
-            self.scheduler.tick(now, time.time(), self._live_owners(), self._load(), self.me,
+            self.scheduler.tick(now, time.time(), self.core.live_owners(),
+                                self.core.load(len(self.executor.running())), self.me,
                                 self._assigned)
 
     def _wait(self, timeout: float) -> None:
         poller = zmq.Poller()
         poller.register(self.subscriber.socket, zmq.POLLIN)
         poller.register(self.link.inbound, zmq.POLLIN)
-        for fd in self.executor.sentinels() + list(self.peer_pidfds.values()):
+        for fd in self.executor.sentinels() + self.peers.fds():
             poller.register(fd, zmq.POLLIN)
         poller.poll(int(timeout * 1000))
 
-    def _watch_peer(self, beat: bus.Beat) -> None:
-        """Hold a pidfd on each peer runner: its death wakes this loop with no middleman."""
-        key = (beat.slot, beat.pid)
-        if key in self.peer_pidfds:
-            return
-        for old in [k for k in self.peer_pidfds if k[0] == beat.slot]:
-            os.close(self.peer_pidfds.pop(old))
-        try:
-            self.peer_pidfds[key] = os.pidfd_open(beat.pid)
-        except OSError:  # already gone (the exit is seen below), or not ours to watch
-            pass
-
     def _check_peer_exits(self) -> None:
-        if not self.peer_pidfds:
-            return
-        readable = set(select.select(list(self.peer_pidfds.values()), [], [], 0)[0])
-        for (slot, pid), fd in list(self.peer_pidfds.items()):
-            if fd in readable:
-                os.close(self.peer_pidfds.pop((slot, pid)))
-                self.events.emit("peer_exit", slot=slot, pid=pid)
-                for event in self.detector.exit_notice(slot, pid):
-                    self._on_death(event)
-
-    def _after_pause(self, now: float) -> None:
-        """This process was paused (SIGSTOP, swap): check ownership before anything else."""
-        log.warning("runner slot %d was paused for %.0f ms", self.slot,
-                    (now - self.last_loop) * 1000)
-        self.detector.forgive(now)
-        self.takeover.forgive(now)
-        self._reconcile(now)
+        for slot, pid in self.peers.exited():
+            self.events.emit("peer_exit", slot=slot, pid=pid)
+            self._feed(self.core.exit_notice(slot, pid, time.monotonic()))
 
     def _keep_beating(self) -> None:
         """Beat if one is due: called between the items of a long batch of work."""
@@ -195,51 +185,167 @@ class Runner(OwnershipDuties):
                         len(self.executor.running()))
         self.publisher.publish(bus.encode(beat, self.cluster))
 
-    def _read_bus(self, now: float) -> None:
+    def _read_bus(self) -> None:
         for frame in self.subscriber.drain():
             try:
                 message = bus.decode(frame, self.cluster)
             except bus.BusFrameError:
                 continue
+            now = time.monotonic()
             if isinstance(message, bus.Beat) and message.slot != self.slot:
-                self._watch_peer(message)
-                for event in self.detector.beat(message, now):
-                    if isinstance(event, Died):
-                        self._on_death(event)
+                self.peers.watch(message.slot, message.pid)
+                self._feed(self.core.heard(message, now))
             elif isinstance(message, bus.ExitNotice):
                 self.events.emit("exit_notice", slot=message.slot, pid=message.pid)
-                for event in self.detector.exit_notice(message.slot, message.pid):
-                    self._on_death(event)
+                self._feed(self.core.exit_notice(message.slot, message.pid, now))
             elif isinstance(message, bus.OwnerChange):
-                self._on_owner_change(message)
+                self._feed(self.core.owner_changed(message, now))
             elif isinstance(message, bus.Poke):
                 self.scheduler.poke()
 
-    # -- ownership -----------------------------------------------------------------------
+    # -- carrying out the core's actions ---------------------------------------------------
+
+    def _feed(self, actions: list[act.Action]) -> None:
+        for action in actions:
+            self._carry(action)
+
+    def _carry(self, action: act.Action) -> None:
+        match action:
+            case act.Propose(values):
+                self.events.emit("propose", count=len(values))
+                self._decided(self.consensus.propose(values, time.monotonic(), self.rng))
+            case act.TakeOver(job_id, generation):
+                self._keep_beating()
+                self._take_over(job_id, generation)
+            case act.Start(record):
+                self._keep_beating()
+                self._start(record)
+            case act.Kill(job_id, generation):
+                self._lose(job_id, generation)
+            case act.Announce(record):
+                self._announce(record)
+            case act.Read(job_id):
+                self._read(job_id)
+            case act.BecomePrimary(generation):
+                log.info("slot %d is primary at generation %d", self.slot, generation)
+                self.primary_generation = generation
+                self.scheduler.poke()
+            case act.LosePrimary():
+                self.primary_generation = 0
+            case act.ClaimScheduler():
+                self._claim_scheduler()
+            case act.Detected(slot, incarnation, reason):
+                log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
+                            reason)
+                self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
+                self.rescan = True
+            case act.Paused(seconds):
+                log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
+                            self.slot, seconds * 1000)
+                self.events.emit("paused", slot=self.slot, ms=round(seconds * 1000))
+                self.rescan = True
+
+    def _decided(self, decisions: dict[InstanceKey, Value]) -> None:
+        if decisions:
+            for (job_id, generation), value in decisions.items():
+                if value == self.core.value:
+                    self.events.emit("decided", job=job_id, generation=generation,
+                                     slot=self.slot)
+            self._feed(self.core.decided(decisions, time.monotonic()))
+
+    def _take_over(self, job_id: str, generation: int) -> None:
+        """Raise the job's generation in the store; a busy lock is retried on reconcile."""
+        try:
+            record = self.store.take_over(job_id, generation, self.me)
+        except LockTimeoutError:
+            self.core.take_over_failed(job_id, generation, busy=True)
+            return
+        except StoreError as error:
+            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
+            self.core.take_over_failed(job_id, generation, busy=False)
+            return
+        self.events.emit("took_over", job=job_id, generation=generation, slot=self.slot)
+        self._feed(self.core.took_over(record, time.monotonic()))
+
+    def _start(self, record: JobRecord) -> None:
+        if record.job_id in self.executor.running():
+            return
+        try:
+            self.executor.start(record)
+        except (HarunnerError, OSError) as error:
+            log.warning("cannot start a worker for %s: %s", record.job_id, error)
+            self.core.worker_ended(record.job_id, record.generation)
+            return
+        self.events.emit("worker_started", job=record.job_id, generation=record.generation,
+                         slot=self.slot)
+
+    def _lose(self, job_id: str, generation: int) -> None:
+        log.warning("slot %d lost %s to generation %d: killing its worker", self.slot, job_id,
+                    generation)
+        self.executor.kill(job_id)
+        self.events.emit("lost", job=job_id, generation=generation, slot=self.slot)
+
+    def _announce(self, record: JobRecord) -> None:
+        assert record.owner is not None
+        change = bus.OwnerChange(record.job_id, record.generation, record.owner.slot,
+                                 record.owner.incarnation)
+        self.publisher.publish(bus.encode(change, self.cluster))
+
+    def _read(self, job_id: str) -> None:
+        try:
+            record = self.store.get(job_id)
+        except StoreError as error:
+            log.warning("cannot read %s: %s", job_id, error)
+            return
+        self._feed(self.core.observe([record], time.monotonic()))
+
+    def _assigned(self, record: JobRecord) -> None:
+        """The scheduler assigned `record`: announce it; start it if it is mine."""
+        self._announce(record)
+        if record.owner == self.me:
+            self._feed(self.core.observe([record], time.monotonic()))
+
+    def _reconcile(self) -> None:
+        """A full pass: every RUNNING record, and the records of this runner's workers."""
+        try:
+            records = self.store.list_jobs({JobState.RUNNING})
+        except StoreError as error:
+            log.warning("cannot list jobs: %s", error)
+            return
+        listed = {record.job_id for record in records}
+        for job_id in self.executor.running():
+            if job_id not in listed:
+                try:
+                    records.append(self.store.get(job_id))
+                except StoreError:
+                    continue
+        self._feed(self.core.reconcile(records, time.monotonic(), self.executor.running()))
+
+    def _claim_scheduler(self) -> None:
+        """The first runner up takes the scheduler duty of a new cluster by compare-and-set."""
+        try:
+            try:
+                record = self.store.get(SCHEDULER_JOB)
+            except UnknownJobError:
+                record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
+            if record.state is JobState.PENDING:
+                self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
+        except StoreError as error:
+            log.info("scheduler duty not claimed: %s", error)
 
     def _reap_workers(self, now: float) -> None:
         self.executor.check_timeouts(now)
         ended = self.executor.reap(now)
         for exit_ in ended:
+            self.core.worker_ended(exit_.job_id, exit_.generation)
             self.events.emit("worker_exit", job=exit_.job_id, generation=exit_.generation,
                              outcome=exit_.outcome, code=exit_.exitcode)
         if ended:
             self.publisher.publish(bus.encode(bus.Poke("attempt ended"), self.cluster))
             self.scheduler.poke()
 
-    def _live_owners(self) -> list[Owner]:
-        others = [Owner(s, self.detector.peers[s].incarnation)
-                  for s in self.detector.live_slots() if s != self.slot]
-        return [self.me] + others
-
-    def _load(self) -> dict[int, int]:
-        load = {s: v.owned for s, v in self.detector.peers.items()}
-        load[self.slot] = len(self.executor.running())
-        return load
-
     def close(self) -> None:
-        for fd in self.peer_pidfds.values():
-            os.close(fd)
+        self.peers.close()
         self.executor.shutdown()
         self.publisher.close()
         self.subscriber.close()

@@ -11,11 +11,15 @@ only when that owner is known dead or has not raised the record within
 The lowest live slot proposes at once; the others wait `backoff * rank` in
 case it died too. The scheduler duty goes to the proposer; jobs are spread
 over the live runners.
+
+Per-job state (first_seen, unseen_since, proposed, decided) is bounded by the
+RUNNING jobs: `prune` drops what belongs to jobs no longer running and
+decisions the record has already passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from harunner.paxos import InstanceKey, Value
 from harunner.runner.detector import FailureDetector, Liveness
@@ -48,8 +52,12 @@ class Takeover:
         return view.liveness is Liveness.DEAD
 
     def proposals(self, records: Iterable[JobRecord], detector: FailureDetector,
-                  now: float) -> dict[InstanceKey, Value]:
-        """The instances this runner should propose now, with the owner it proposes."""
+                  now: float, fresh: bool = True) -> dict[InstanceKey, Value]:
+        """The instances this runner should propose now, with the owner it proposes.
+
+        Only `fresh` records (just read) may move a job past a decided owner
+        that is still alive: a stale copy could miss that it raised the record.
+        """
         records = list(records)
         orphans = [r for r in records if self.is_orphan(r, detector, now)]
         live = [Value(s, detector.peers[s].incarnation) for s in detector.live_slots()
@@ -61,7 +69,7 @@ class Takeover:
             first = self.first_seen.setdefault(record.job_id, now)
             if now - first < self.backoff * rank:
                 continue
-            generation = self._next_generation(record, detector, now)
+            generation = self._next_generation(record, detector, now, fresh)
             if generation is None:
                 continue
             key = (record.job_id, generation)
@@ -81,15 +89,17 @@ class Takeover:
         return values
 
     def _next_generation(self, record: JobRecord, detector: FailureDetector,
-                         now: float) -> int | None:
+                         now: float, fresh: bool = True) -> int | None:
         """The generation to propose for an orphan, or None while a decided owner takes over."""
         decided = self.decided.get(record.job_id)
         if decided is None or decided[0] <= record.generation:
             return record.generation + 1
         generation, owner, learned_at = decided
-        owner_alive = owner == Value(self.me.slot, self.me.incarnation) or detector.is_live(
-            owner.slot, owner.incarnation)
-        if owner_alive and now - learned_at < self.grace:
+        view = detector.peers.get(owner.slot)
+        unheard = view is None or view.incarnation < owner.incarnation  # e.g. just restarted
+        owner_alive = unheard or owner == Value(self.me.slot, self.me.incarnation) or (
+            detector.is_live(owner.slot, owner.incarnation))
+        if owner_alive and (not fresh or now - learned_at < self.grace):
             return None
         return generation + 1
 
@@ -99,6 +109,18 @@ class Takeover:
         if generation > self.decided.get(job_id, (0, value, now))[0]:
             self.decided[job_id] = (generation, value, now)
         self.proposed.pop(key, None)
+
+    def prune(self, running: Mapping[str, JobRecord]) -> None:
+        """Forget every job not in `running` and every decision its record has passed."""
+        for table in (self.first_seen, self.unseen_since):
+            for job_id in [j for j in table if j not in running]:
+                del table[job_id]
+        for job_id in [j for j, d in self.decided.items()
+                       if j not in running or d[0] <= running[j].generation]:
+            del self.decided[job_id]
+        for key in [k for k in self.proposed
+                    if k[0] not in running or k[1] <= running[k[0]].generation]:
+            del self.proposed[key]
 
     def forgive(self, now: float) -> None:
         """After this runner was paused, restart the clocks it keeps on other runners."""
