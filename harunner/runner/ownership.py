@@ -119,8 +119,8 @@ class OwnershipCore:
         deaths = self.detector.tick(min(now, self.last_listen))
         if deaths:
             return actions + self._deaths(deaths)
-        if self.takeover.first_seen:
-            actions += self._propose(now, fresh=False)
+        if self.takeover.first_seen or self.takeover.unseen_since:
+            actions += self._propose(now, fresh=False)  # back-offs and unseen owners' grace
         return actions
 
     def owner_changed(self, change: OwnerChange, now: float) -> list[Action]:

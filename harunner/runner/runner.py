@@ -34,8 +34,8 @@ import zmq
 from harunner.config import Config
 from harunner.errors import (
     ClusterError,
+    FrameError,
     HarunnerError,
-    LockTimeoutError,
     StoreError,
     UnknownJobError,
 )
@@ -53,10 +53,15 @@ from harunner.runner.scheduler import Scheduler
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
+from harunner.store.transitions import TakeOver as TakeOverItem
+from harunner.store.wakeup import WakeSocket
 
 log = logging.getLogger("harunner.runner")
 EXIT_SLOT_BUSY = 3
-RECONCILE_EVERY = 0.1
+FEED_EVERY = 0.5      # a look at the change feed when nothing rang the doorbell
+FEED_BATCH = 500      # changed records read per turn; the rest on the next turn
+STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
+TAKEOVER_RETRY = 0.1  # a take-over whose job lock was busy is tried again this much later
 COMPACT_EVERY = 5.0
 LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it retries later
 
@@ -86,14 +91,16 @@ class Runner:
                            {"pid": os.getpid(), "incarnation": self.incarnation})
         self.cluster = meta.cluster_id(self.layout)
         self.rng = make_rng(config.seed, slot, self.incarnation)
-        self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT)
+        self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()
-        self.scheduler = Scheduler(self.store, keep_alive=self._keep_beating)
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
-                                 config.start_method, config.worker_grace_ms / 1000)
+                                 config.start_method, config.worker_grace_ms / 1000,
+                                 concurrency=config.concurrency,
+                                 worker_mode=config.worker_mode)
         self.executor.warm_up()
+        self.scheduler = Scheduler(self.store, self.me)
         started = time.monotonic()  # after the warm-up: its time is no pause of the loop
         timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
                         config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
@@ -101,9 +108,11 @@ class Runner:
         self.primary_generation = 0
         self.seq = 0
         self.next_beat = 0.0
-        self.next_reconcile = 0.0
+        self.next_feed = 0.0
+        self.cursor = 0
         self.next_compact = started + COMPACT_EVERY
-        self.rescan = False
+        self.rescan = True  # the first turn reads every RUNNING record
+        self.rescan_at: float | None = None  # a full pass due then (busy take-overs)
         self.peers = PeerWatch()
 
     def _open_sockets(self) -> None:
@@ -118,6 +127,7 @@ class Runner:
                              {s: layout.peer(s) for s in slots})
         self.consensus = Consensus(self.slot, slots, self.layout, self.cluster,
                                    self.link.send, self.config.paxos_timeout_ms / 1000)
+        self.doorbell = WakeSocket(layout.wake(self.slot))  # bound under the slot lock
 
     # -- the main loop -------------------------------------------------------------------
 
@@ -135,33 +145,63 @@ class Runner:
         self._feed(self.core.tick(now))
         if now >= self.next_beat:
             self._beat(now)
-        self._wait(max(0.0, min(self.next_beat - now, 0.01)))
+        self._wait(self._timeout(now))
         now = time.monotonic()  # fresh after the wait: a pause in it is seen by the core
         self._check_peer_exits()
         self._read_bus()
         self._feed(self.core.listened(time.monotonic()))
         for frame in self.link.drain():
             self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
+        if self.doorbell.drain():
+            self.next_feed = 0.0
+            self.scheduler.poke()
         self._reap_workers(now)
         now = time.monotonic()
         self._feed(self.core.tick(now))
         self._decided(self.consensus.tick(now, self.rng))
-        if self.rescan or now >= self.next_reconcile:
-            self.next_reconcile = now + RECONCILE_EVERY
+        if self.rescan_at is not None and now >= self.rescan_at:
+            self.rescan, self.rescan_at = True, None
+        if self.rescan:
             self.rescan = False
             self._reconcile()
+        elif now >= self.next_feed:
+            self._follow_feed(now)
         if now >= self.next_compact:
             self.next_compact = now + COMPACT_EVERY
             compact(self.consensus, self.store, now, self.rng)
-        if self.primary_generation:
-            self.scheduler.tick(now, time.time(), self.core.live_owners(),
-                                self.core.load(len(self.executor.running())), self.me,
-                                self._assigned)
+        self._claim(now)
+
+    def _timeout(self, now: float) -> float:
+        """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
+        due = [self.next_beat, self.next_feed, now + self.scheduler.due_in(now)]
+        deadline = self.executor.next_deadline()
+        if deadline is not None:
+            due.append(deadline)
+        return max(0.0, min(due) - now)
+
+    def _claim(self, now: float) -> None:
+        """Claim due jobs for this runner's free workers and a short queue; start them."""
+        room = 2 * self.executor.concurrency - len(self.executor.running())
+        claimed = self.scheduler.tick(now, time.time(), room)
+        if claimed:
+            self._feed(self.core.observe(claimed, time.monotonic()))
+
+    def _follow_feed(self, now: float) -> None:
+        """Read the records changed since the last look and let the core act on them."""
+        try:
+            records, self.cursor = self.store.changes(self.cursor, FEED_BATCH)
+        except StoreError as error:
+            log.warning("cannot read the change feed: %s", error)
+            records = []
+        self.next_feed = now if len(records) == FEED_BATCH else now + FEED_EVERY
+        if records:
+            self._feed(self.core.observe(records, time.monotonic()))
 
     def _wait(self, timeout: float) -> None:
         poller = zmq.Poller()
         poller.register(self.subscriber.socket, zmq.POLLIN)
         poller.register(self.link.inbound, zmq.POLLIN)
+        poller.register(self.doorbell.fileno(), zmq.POLLIN)
         for fd in self.executor.sentinels() + self.peers.fds():
             poller.register(fd, zmq.POLLIN)
         poller.poll(int(timeout * 1000))
@@ -189,7 +229,7 @@ class Runner:
         for frame in self.subscriber.drain():
             try:
                 message = bus.decode(frame, self.cluster)
-            except bus.BusFrameError:
+            except FrameError:
                 continue
             now = time.monotonic()
             if isinstance(message, bus.Beat) and message.slot != self.slot:
@@ -201,22 +241,27 @@ class Runner:
             elif isinstance(message, bus.OwnerChange):
                 self._feed(self.core.owner_changed(message, now))
             elif isinstance(message, bus.Poke):
+                self.next_feed = 0.0
                 self.scheduler.poke()
 
     # -- carrying out the core's actions ---------------------------------------------------
 
     def _feed(self, actions: list[act.Action]) -> None:
+        """Carry out the core's actions; its take-overs together, in one transaction."""
+        takeovers = []
         for action in actions:
-            self._carry(action)
+            if isinstance(action, act.TakeOver):
+                takeovers.append(action)
+            else:
+                self._carry(action)
+        if takeovers:
+            self._take_over_many(takeovers)
 
     def _carry(self, action: act.Action) -> None:
         match action:
             case act.Propose(values):
                 self.events.emit("propose", count=len(values))
                 self._decided(self.consensus.propose(values, time.monotonic(), self.rng))
-            case act.TakeOver(job_id, generation):
-                self._keep_beating()
-                self._take_over(job_id, generation)
             case act.Start(record):
                 self._keep_beating()
                 self._start(record)
@@ -253,19 +298,30 @@ class Runner:
                                      slot=self.slot)
             self._feed(self.core.decided(decisions, time.monotonic()))
 
-    def _take_over(self, job_id: str, generation: int) -> None:
-        """Raise the job's generation in the store; a busy lock is retried on reconcile."""
+    def _take_over_many(self, takeovers: list[act.TakeOver]) -> None:
+        """Raise the generations of decided jobs in one transaction; busy locks are retried."""
+        self._keep_beating()
+        items = [TakeOverItem(t.job_id, t.generation, self.me) for t in takeovers]
         try:
-            record = self.store.take_over(job_id, generation, self.me)
-        except LockTimeoutError:
-            self.core.take_over_failed(job_id, generation, busy=True)
-            return
-        except StoreError as error:
-            log.info("no takeover of %s at generation %d: %s", job_id, generation, error)
-            self.core.take_over_failed(job_id, generation, busy=False)
-            return
-        self.events.emit("took_over", job=job_id, generation=generation, slot=self.slot)
-        self._feed(self.core.took_over(record, time.monotonic()))
+            applied, busy = self.store.take_over_many(items)
+        except StoreError as error:  # the database itself is busy or full: all of them later
+            log.info("take-over of %d jobs deferred: %s", len(items), error)
+            applied, busy = [], items
+        done = {record.job_id for record in applied}
+        for item in busy:
+            self.core.take_over_failed(item.job_id, item.generation, busy=True)
+        if busy:
+            self.rescan_at = time.monotonic() + TAKEOVER_RETRY
+        for item in items:
+            if item.job_id not in done and item not in busy:
+                log.info("no takeover of %s at generation %d: it no longer applies",
+                         item.job_id, item.generation)
+                self.core.take_over_failed(item.job_id, item.generation, busy=False)
+        now = time.monotonic()
+        for record in applied:
+            self.events.emit("took_over", job=record.job_id, generation=record.generation,
+                             slot=self.slot)
+            self._feed(self.core.took_over(record, now))
 
     def _start(self, record: JobRecord) -> None:
         if record.job_id in self.executor.running():
@@ -308,7 +364,9 @@ class Runner:
     def _reconcile(self) -> None:
         """A full pass: every RUNNING record, and the records of this runner's workers."""
         try:
-            records = self.store.list_jobs({JobState.RUNNING})
+            cursor = self.store.head()  # changes from here on are followed by the feed
+            records = self.store.running()
+            self.cursor = max(self.cursor, cursor)
         except StoreError as error:
             log.warning("cannot list jobs: %s", error)
             return
@@ -341,11 +399,11 @@ class Runner:
             self.events.emit("worker_exit", job=exit_.job_id, generation=exit_.generation,
                              outcome=exit_.outcome, code=exit_.exitcode)
         if ended:
-            self.publisher.publish(bus.encode(bus.Poke("attempt ended"), self.cluster))
-            self.scheduler.poke()
+            self.scheduler.poke()  # room for more: claim at once
 
     def close(self) -> None:
         self.peers.close()
+        self.doorbell.close()
         self.executor.shutdown()
         self.publisher.close()
         self.subscriber.close()

@@ -1,72 +1,52 @@
-"""The scheduler duty: assign pending jobs to live runners.
+"""Claiming work: each runner takes due PENDING jobs for its own free workers.
 
-Only the primary runs it, and the primary is simply the runner that owns the
-`__scheduler__` record: the duty is taken over after a crash exactly like a
-job. Assignment is a compare-and-set under the job's lock (PENDING at
-generation g -> RUNNING at g + 1), so two would-be primaries can never both
-assign one job. A retry waits in PENDING until its `not_before` time.
+Every runner, primary or standby, claims for itself: when it has room (free
+workers plus a short queue of `prefetch` jobs, as Celery's prefetch does),
+it reads the earliest due PENDING jobs through the store's index and moves
+them PENDING@g -> RUNNING@g+1 owned by itself in one transaction
+(`Store.assign_many`, a compare-and-set per job). Two runners reading the same
+due jobs cannot both win one: the loser's compare-and-set finds the job
+RUNNING and skips it. A runner with more room takes more, so work goes where
+workers are free without a primary counting anyone's load.
+
+When it looks: at once when poked (a client rang the store's doorbell, an
+attempt ended, it was just started), again at once while it is still finding
+work, and otherwise every `rescan` seconds (a retry whose back-off ran out
+needs no poke). Each look is one indexed query bounded by the room it has, so
+its cost does not grow with the number of pending or finished jobs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
-
-MAX_ASSIGN_PER_TICK = 16  # the rest waits for the next turn of the loop, so beats keep flowing
-
-
-def choose_owner(live: Sequence[Owner], load: dict[int, int], me: Owner) -> Owner:
-    """The least loaded live runner; ties go to `me`, then to the lowest slot."""
-    return min(live, key=lambda o: (load.get(o.slot, 0), o != me, o.slot))
+from harunner.store import SCHEDULER_JOB, JobRecord, Owner, Store
+from harunner.store.transitions import Assignment
 
 
 class Scheduler:
-    """Assigns due PENDING jobs; rescans the store when poked or every `rescan` seconds."""
+    """This runner's claims on due PENDING jobs."""
 
-    def __init__(self, store: Store, rescan: float = 1.0,
-                 keep_alive: Callable[[], None] = lambda: None,
-                 batch: int = MAX_ASSIGN_PER_TICK) -> None:
+    def __init__(self, store: Store, me: Owner, rescan: float = 1.0) -> None:
         self.store = store
+        self.me = me
         self.rescan = rescan
-        self.keep_alive = keep_alive
-        self.batch = batch
-        self.next_scan = 0.0
-        self.due_at: dict[str, float] = {}
+        self.next_look = 0.0
 
     def poke(self) -> None:
-        self.next_scan = 0.0
+        """Look at the next turn: something may have become due."""
+        self.next_look = 0.0
 
-    def tick(self, now: float, wall: float, live: Sequence[Owner], load: dict[int, int],
-             me: Owner, on_assign: Callable[[JobRecord], None]) -> None:
-        """Assign every PENDING job that is due to a live runner."""
-        if not live:
-            return
-        if now >= self.next_scan:
-            self.next_scan = now + self.rescan
-            pending = self.store.list_jobs({JobState.PENDING})
-            self.due_at = {r.job_id: r.not_before for r in pending if r.job_id != SCHEDULER_JOB}
-        load = dict(load)
-        due = [job_id for job_id, not_before in sorted(self.due_at.items(), key=lambda i: i[1])
-               if not_before <= wall]
-        for job_id in due[:self.batch]:
-            self.keep_alive()
-            del self.due_at[job_id]
-            owner = choose_owner(live, load, me)
-            record = self._assign(job_id, owner)
-            if record is not None:
-                load[owner.slot] = load.get(owner.slot, 0) + 1
-                on_assign(record)
+    def due_in(self, now: float) -> float:
+        """Seconds until the next look (0 when one is due now)."""
+        return max(0.0, self.next_look - now)
 
-    def _assign(self, job_id: str, owner: Owner) -> JobRecord | None:
-        try:
-            current = self.store.get(job_id)
-            if current.state is not JobState.PENDING:
-                return None
-            return self.store.assign(job_id, owner, current.generation)
-        except (StaleTransitionError, LockTimeoutError):
-            self.poke()
-            return None
-        except StoreError:
-            return None
+    def tick(self, now: float, wall: float, room: int) -> list[JobRecord]:
+        """Claim up to `room` due jobs for this runner; the records it won."""
+        if room <= 0 or now < self.next_look:
+            return []
+        due = [r for r in self.store.due_pending(wall, room + 1) if r.job_id != SCHEDULER_JOB]
+        due = due[:room]
+        claimed = self.store.assign_many([Assignment(r.job_id, self.me, r.generation)
+                                          for r in due]) if due else []
+        more = len(due) == room or len(claimed) < len(due)  # full, or lost some races
+        self.next_look = now if more else now + self.rescan
+        return claimed

@@ -138,14 +138,16 @@ def test_sigstop_for_half_the_hang_timeout_is_no_failover(make_cluster):
 
 
 def test_a_runner_owning_many_jobs_dies_and_each_is_taken_over_exactly_once(make_cluster):
-    cluster = make_cluster()
+    cluster = make_cluster(concurrency=8)  # each runner claims up to 16: its workers + a queue
     cluster.start()
     jobs = [cluster.submit("itjobs.ticker", to=300, delay=0.01) for _ in range(30)]
-    poll(lambda: all(cluster.checkpoint_i(j) >= 1 for j in jobs), 60, "all jobs running", 0.05)
+    poll(lambda: all(cluster.record(j).state is JobState.RUNNING for j in jobs), 60,
+         "all jobs claimed", 0.05)
+    poll(lambda: any(cluster.checkpoint_i(j) >= 1 for j in jobs), 60, "jobs running", 0.05)
     owners = {j: cluster.record(j).owner for j in jobs}
     victim = max({o.slot for o in owners.values()},
                  key=lambda s: sum(o.slot == s for o in owners.values()))
-    orphans = [j for j, o in owners.items() if o.slot == victim]
+    orphans = [j for j, o in owners.items() if o.slot == victim]  # running or queued there
     os.kill(cluster.runner_pid(victim), signal.SIGKILL)
     finals = {j: cluster.finished(j, timeout=120) for j in jobs}
     assert all(f.state is JobState.SUCCEEDED and f.result["count"] == 300
