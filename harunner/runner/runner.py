@@ -283,7 +283,6 @@ class Runner:
                 log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
                             reason)
                 self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
-                self.rescan = True
             case act.Paused(seconds):
                 log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
                             self.slot, seconds * 1000)
