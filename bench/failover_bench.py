@@ -76,7 +76,7 @@ class Bench:
                                            stderr=subprocess.STDOUT)
 
     def wait_up(self) -> None:
-        poll(lambda: len(listen(self.cfg, 0.05)[0]) == self.cfg.slots, 60, "cluster up", 0.01)
+        poll(lambda: len(listen(self.cfg)[0]) == self.cfg.slots, 60, "cluster up", 0.01)
 
     def owner_pid(self, job: str) -> tuple[int, int]:
         record = poll(lambda: (r := self.store.get(job)).owner is not None and r, 30, "owner")

@@ -89,7 +89,7 @@ def one_run(extra: str, window: float, settle: float) -> dict[str, tuple[float, 
     process = subprocess.Popen([sys.executable, "-m", "harunner", "start", "--config", str(path)],
                                stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: len(listen(cfg, 0.05)[0]) == cfg.slots, 60, "cluster up", 0.05)
+        wait_until(lambda: len(listen(cfg)[0]) == cfg.slots, 60, "cluster up", 0.05)
         time.sleep(settle)
         pids = descendants(process.pid)
         before = {pid: sample(pid) for pid in pids}

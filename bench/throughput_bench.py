@@ -76,7 +76,7 @@ class HarunnerRun:
         self.out = open(root / "supervisor.out", "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "harunner", "start", "--config",
                                          str(path)], stdout=self.out, stderr=subprocess.STDOUT)
-        wait_until(lambda: len(listen(self.cfg, 0.05)[0]) == self.cfg.slots, 60,
+        wait_until(lambda: len(listen(self.cfg)[0]) == self.cfg.slots, 60,
                    "the cluster to come up", 0.05)
 
     def submit(self, n: int, mode: str) -> list[float]:

@@ -42,8 +42,8 @@ class Config:
     state_dir: str = ".harunner"
     jobs: tuple[str, ...] = ("jobs",)
     slots: int = 3
-    heartbeat_ms: int = 20
-    suspect_after: int = 5
+    heartbeat_ms: int = 100
+    suspect_after: int = 2
     hang_timeout_ms: int = 500
     lock_timeout_ms: int = 2000
     paxos_timeout_ms: int = 200

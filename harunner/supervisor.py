@@ -39,7 +39,7 @@ from harunner.errors import ClusterError
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, Publisher, Subscriber, check_ipc_paths
 from harunner.pidfds import GONE, close, has_exited, open_pidfd, readable, send_signal
-from harunner.runner.runner import EXIT_SLOT_BUSY, configure_logging, runner_main
+from harunner.runner.process import EXIT_SLOT_BUSY, configure_logging, runner_main
 from harunner.store import Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout

@@ -56,7 +56,7 @@ def run_demo(keep: bool = False) -> int:
 
 def _show(cfg: config.Config, supervisor: subprocess.Popen[bytes]) -> int:
     def cluster_up() -> Any:
-        runners, _ = listen(cfg, 0.1)
+        runners, _ = listen(cfg)
         return len(runners) == cfg.slots and any(r.role == "primary" for r in runners) and runners
 
     runners = poll(cluster_up, 30, "three runners and a primary")

@@ -34,8 +34,11 @@ class RunnerView:
     beat_age_ms: float
 
 
-def listen(config: Config, window: float) -> tuple[list[RunnerView], int | None]:
-    """Beats heard on the bus during `window` seconds; the supervisor's pid if it beat."""
+def listen(config: Config, window: float | None = None
+           ) -> tuple[list[RunnerView], int | None]:
+    """Beats heard on the bus during `window` seconds (default: a little over two
+    heartbeats, so every live runner is heard); the supervisor's pid if it beat."""
+    window = 2.2 * config.heartbeat_ms / 1000 if window is None else window
     layout = Layout(config.state_path)
     try:
         cluster_id = meta.cluster_id(layout)

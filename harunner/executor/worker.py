@@ -70,6 +70,9 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
     prepare(setup)
     logging.getLogger("harunner.job")  # a real parent: job loggers do not pile up under it
     done = 0
+    # One Store for the worker's life: its job locks keep nothing per job once released,
+    # and its database connection is opened once, not per attempt.
+    store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
     while not max_jobs or done < max_jobs:
         try:
             assignment = connection.recv()
@@ -77,8 +80,6 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             _exit(EXIT_DONE)
         if not isinstance(assignment, Assignment):
             continue
-        # A Store per attempt: what it caches per job (lock objects) must not pile up here.
-        store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
         outcome = run_attempt(store, assignment, setup.job_entries)
         done += 1
         try:

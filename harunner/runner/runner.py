@@ -5,8 +5,8 @@ jobs and runs each in a worker process (the executor). What it owns is decided
 by the pure `harunner.runner.ownership.OwnershipCore`: this module feeds it
 beats, notices, records, decisions and `now`, and carries out the actions it
 returns (`harunner.runner.actions`) with the store, Paxos, the bus and the
-executor. The runner that owns the `__scheduler__` record is the primary and
-assigns pending jobs.
+executor. Each runner claims due jobs for its own free workers
+(`harunner.runner.scheduler`); the one that owns `__scheduler__` is the primary.
 
 Invariants:
 - one live process per slot: the slot lock is held for the whole life;
@@ -24,23 +24,18 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import signal
 import time
 
-import filelock
 import zmq
 
 from harunner.config import Config
 from harunner.errors import (
-    ClusterError,
     FrameError,
     HarunnerError,
     StoreError,
     UnknownJobError,
 )
 from harunner.executor.executor import Executor
-from harunner.failpoints import failpoint
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, PeerLink, Publisher, Subscriber
 from harunner.paxos import InstanceKey, Value
@@ -50,6 +45,7 @@ from harunner.runner.consensus import Consensus
 from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
+from harunner.runner.slot import make_rng, take_slot
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
@@ -57,20 +53,13 @@ from harunner.store.transitions import TakeOver as TakeOverItem
 from harunner.store.wakeup import WakeSocket
 
 log = logging.getLogger("harunner.runner")
-EXIT_SLOT_BUSY = 3
-FEED_EVERY = 0.5      # a look at the change feed when nothing rang the doorbell
+PREFETCH = 4         # a runner claims up to this many jobs per worker (running + queued)
+FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
 FEED_BATCH = 500      # changed records read per turn; the rest on the next turn
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
 TAKEOVER_RETRY = 0.1  # a take-over whose job lock was busy is tried again this much later
 COMPACT_EVERY = 5.0
 LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it retries later
-
-
-def make_rng(seed: int, slot: int, incarnation: int) -> random.Random:
-    """The runner's randomness: replayable from `seed`, fresh when `seed` is 0."""
-    if seed == 0:
-        return random.Random(os.getpid() ^ time.monotonic_ns())
-    return random.Random(f"{seed}/{slot}/{incarnation}")
 
 
 class Runner:
@@ -80,15 +69,9 @@ class Runner:
         self.config = config
         self.slot = slot
         self.layout = Layout(config.state_path)
-        self.slot_lock = filelock.FileLock(str(self.layout.slot_lock(slot)), thread_local=False)
-        try:
-            self.slot_lock.acquire(timeout=config.stop_timeout_ms / 1000)
-        except filelock.Timeout:
-            raise ClusterError(f"slot {slot} is held by another live runner") from None
-        self.incarnation = meta.next_incarnation(self.layout, slot)
+        self.slot_lock, self.incarnation = take_slot(self.layout, slot,
+                                                     config.stop_timeout_ms / 1000)
         self.me = Owner(slot, self.incarnation)
-        meta.write_meta(self.layout.slot_file(slot),
-                           {"pid": os.getpid(), "incarnation": self.incarnation})
         self.cluster = meta.cluster_id(self.layout)
         self.rng = make_rng(config.seed, slot, self.incarnation)
         self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
@@ -181,7 +164,7 @@ class Runner:
 
     def _claim(self, now: float) -> None:
         """Claim due jobs for this runner's free workers and a short queue; start them."""
-        room = 2 * self.executor.concurrency - len(self.executor.running())
+        room = PREFETCH * self.executor.concurrency - len(self.executor.running())
         claimed = self.scheduler.tick(now, time.time(), room)
         if claimed:
             self._feed(self.core.observe(claimed, time.monotonic()))
@@ -198,8 +181,12 @@ class Runner:
             self._feed(self.core.observe(records, time.monotonic()))
 
     def _wait(self, timeout: float) -> None:
+        """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`.
+
+        The bus is not waited on: beats are read every turn, and a turn comes at
+        least once a heartbeat, so peers' beats do not wake an idle runner.
+        """
         poller = zmq.Poller()
-        poller.register(self.subscriber.socket, zmq.POLLIN)
         poller.register(self.link.inbound, zmq.POLLIN)
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
         for fd in self.executor.sentinels() + self.peers.fds():
@@ -411,42 +398,3 @@ class Runner:
         self.context.term()
         self.events.close()
         self.slot_lock.release()
-
-
-def _request_stop(runner: Runner) -> None:
-    def handler(signum: int, frame: object) -> None:
-        runner.stopping = True
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def configure_logging(config: Config, name: str) -> None:
-    layout = Layout(config.state_path)
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(layout.log_file(name))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s "
-                                           "%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level.upper())
-
-
-def runner_main(config: Config, slot: int) -> None:
-    """Process target of a runner slot (top level, picklable arguments)."""
-    os.setsid()  # a runner must not die with the supervisor or its terminal
-    configure_logging(config, f"runner-{slot}")
-    try:
-        runner = Runner(config, slot)
-    except ClusterError as error:
-        log.error("%s", error)
-        os._exit(EXIT_SLOT_BUSY)
-    _request_stop(runner)
-    failpoint("runner.started")
-    try:
-        runner.run()
-    except Exception:
-        log.exception("runner slot %d crashed", slot)
-        raise
-    finally:
-        runner.close()

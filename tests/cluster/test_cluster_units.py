@@ -7,7 +7,6 @@ import pytest
 from harunner.net import bus
 from harunner.paxos import Value
 from harunner.runner.detector import Died, FailureDetector, Joined, Liveness
-from harunner.runner.scheduler import choose_owner
 from harunner.runner.takeover import Takeover
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
 
@@ -122,9 +121,3 @@ def test_an_owner_never_seen_is_an_orphan_only_after_the_grace_period():
     records = [running("a", Owner(1, 1)), running("b", Owner(0, 1))]
     assert set(takeover.proposals(records, detector, 0.1)) == {("b", 2)}
     assert set(takeover.proposals(records, detector, 0.7)) == {("a", 2)}
-
-
-def test_the_scheduler_picks_the_least_loaded_runner_preferring_itself_on_ties():
-    me, a, b = Owner(0, 1), Owner(1, 1), Owner(2, 1)
-    assert choose_owner([me, a, b], {}, me) == me
-    assert choose_owner([me, a, b], {0: 2, 1: 1, 2: 1}, me) == a

@@ -124,7 +124,7 @@ class Cluster:
 
     def wait_up(self, timeout: float = 30.0) -> list[Any]:
         def up() -> Any:
-            runners, _ = listen(self.config, 0.06)
+            runners, _ = listen(self.config)
             return (len(runners) == self.config.slots
                     and sum(r.role == "primary" for r in runners) == 1 and runners)
         return poll(up, timeout, "all runners beating with one primary")  # type: ignore[no-any-return]

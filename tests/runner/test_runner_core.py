@@ -21,7 +21,7 @@ from harunner.runner.actions import (
     TakeOver,
 )
 from harunner.runner.ownership import OwnershipCore, Timing
-from harunner.runner.runner import make_rng
+from harunner.runner.slot import make_rng
 from harunner.store.model import SCHEDULER_JOB, JobRecord, JobState, Owner
 
 TIMING = Timing(suspect_after=0.1, hang=0.5, paxos=0.2)

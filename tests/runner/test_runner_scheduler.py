@@ -1,0 +1,59 @@
+"""Claiming work: each runner takes due jobs for its own room, never one another's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harunner.runner.scheduler import Scheduler
+from harunner.store import SCHEDULER_JOB, JobState, Owner, Store
+from harunner.store.transitions import Submission
+
+ME, OTHER = Owner(0, 1), Owner(1, 1)
+
+
+def store_with(tmp_path: Path, count: int) -> tuple[Store, list[str]]:
+    store = Store(tmp_path / "state", clock=lambda: 1000.0)
+    store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
+    records = store.submit_many([Submission("x.y", {}) for _ in range(count)])
+    return store, [r.job_id for r in records]
+
+
+def test_a_runner_claims_no_more_than_its_room_and_owns_what_it_claims(tmp_path: Path) -> None:
+    store, jobs = store_with(tmp_path, 5)
+    claimed = Scheduler(store, ME).tick(0.0, 1000.0, room=3)
+    assert len(claimed) == 3
+    assert all(r.state is JobState.RUNNING and r.owner == ME and r.generation == 1
+               for r in claimed)
+    assert store.get(SCHEDULER_JOB).state is JobState.PENDING  # never claimed as work
+    assert len(store.due_pending(1000.0)) == 3  # the scheduler record and two jobs
+
+
+def test_two_runners_never_claim_one_job(tmp_path: Path) -> None:
+    store, jobs = store_with(tmp_path, 6)
+    mine, theirs = Scheduler(store, ME), Scheduler(store, OTHER)
+    first = mine.tick(0.0, 1000.0, room=4)
+    second = theirs.tick(0.0, 1000.0, room=4)
+    ids = [r.job_id for r in first + second]
+    assert sorted(ids) == sorted(jobs) and len(set(ids)) == len(ids)
+
+
+def test_it_looks_again_at_once_while_it_finds_work_and_later_when_none(tmp_path: Path) -> None:
+    store, _ = store_with(tmp_path, 2)
+    scheduler = Scheduler(store, ME, rescan=1.0)
+    assert len(scheduler.tick(0.0, 1000.0, room=2)) == 2
+    assert scheduler.due_in(0.0) == 0.0  # its room was full: more may be due
+    assert scheduler.tick(0.0, 1000.0, room=2) == []
+    assert scheduler.due_in(0.0) == 1.0
+    assert scheduler.tick(0.5, 1000.0, room=2) == []  # not yet: nothing looks before rescan
+    scheduler.poke()
+    assert scheduler.due_in(0.5) == 0.0
+
+
+def test_a_retry_waits_for_its_back_off(tmp_path: Path) -> None:
+    store, (job,) = store_with(tmp_path, 1)
+    scheduler = Scheduler(store, ME)
+    (claimed,) = scheduler.tick(0.0, 1000.0, room=1)
+    store.finish(job, claimed.generation, error="boom", retry_at=1010.0)
+    assert scheduler.tick(10.0, 1005.0, room=1) == []
+    (again,) = scheduler.tick(20.0, 1011.0, room=1)
+    assert again.job_id == job and again.generation == 2
