@@ -32,8 +32,8 @@ def open_pidfd(pid: int) -> int:
         return GONE
 
 
-def has_exited(pidfd: int, timeout: float = 0.0) -> bool:
-    """Whether the process behind `pidfd` has exited, waiting up to `timeout` seconds."""
+def has_exited(pidfd: int, timeout: float | None = 0.0) -> bool:
+    """Whether the process behind `pidfd` has exited, waiting up to `timeout` s (None: for ever)."""
     if pidfd < 0:
         return True
     return bool(select.select([pidfd], [], [], timeout)[0])

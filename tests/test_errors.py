@@ -17,14 +17,14 @@ def test_a_durability_error_is_not_a_store_error() -> None:
 class FailingStore:
     """A store whose fsync fails on every assignment."""
 
-    def get(self, job_id: str) -> JobRecord:
-        return JobRecord(job_id=job_id, name="x", args={}, state=JobState.PENDING)
+    def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:
+        return [JobRecord(job_id="job", name="x", args={}, state=JobState.PENDING)]
 
-    def assign(self, job_id: str, owner: Owner, generation: int) -> JobRecord:
+    def assign_many(self, assignments: object) -> list[JobRecord]:
         raise DurabilityError("fsync failed; the process must stop")
 
 
-def test_the_scheduler_does_not_swallow_a_durability_error() -> None:
-    scheduler = Scheduler(FailingStore())  # type: ignore[arg-type]
+def test_claiming_work_does_not_swallow_a_durability_error() -> None:
+    scheduler = Scheduler(FailingStore(), Owner(0, 1))  # type: ignore[arg-type]
     with pytest.raises(DurabilityError):
-        scheduler._assign("job", Owner(0, 1))
+        scheduler.tick(0.0, 0.0, room=1)

@@ -26,8 +26,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import select
-import signal
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -41,6 +39,7 @@ from typing import Any, Protocol
 
 from harunner.api.discovery import module_names
 from harunner.executor import worker
+from harunner.pidfds import close, open_pidfd, send_signal
 
 REAP_WAIT = 2.0
 FORKSERVER_RETRIES = 40
@@ -237,37 +236,18 @@ def _python_path(folders: list[str]) -> Iterator[None]:
             os.environ["PYTHONPATH"] = old
 
 
-def open_pidfd(pid: int) -> int:
-    """A pidfd for `pid`, or -1 if the process is already gone."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return -1
-
-
-def has_exited(pidfd: int, timeout: float = 0.0) -> bool:
-    """Whether the process behind `pidfd` has exited (waiting up to `timeout`)."""
-    if pidfd < 0:
-        return True
-    readable, _, _ = select.select([pidfd], [], [], timeout)
-    return bool(readable)
-
-
 def signal_group(pid: int, pidfd: int, signum: int) -> None:
     """Send `signum` to process group `pid`, and to the process itself through `pidfd` (if >= 0)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    if pidfd >= 0:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(pidfd, signum)
+    send_signal(pidfd, signum)
 
 
 def close_process(process: BaseProcess, pidfd: int) -> int | None:
     """Join a dead process, release its pidfd and sentinel; its exit code."""
     process.join(REAP_WAIT)
     code = process.exitcode
-    if pidfd >= 0:
-        os.close(pidfd)
+    close(pidfd)
     if code is not None:
         process.close()
     return code

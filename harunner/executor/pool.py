@@ -25,9 +25,9 @@ from harunner.executor.launcher import (
     Launcher,
     WorkerProcess,
     close_process,
-    has_exited,
     signal_group,
 )
+from harunner.pidfds import has_exited
 
 SPARE_DELAY = 0.1  # process mode: after a start, wait this long before starting the next spare
 log = logging.getLogger("harunner.executor")

@@ -35,10 +35,8 @@ import contextlib
 import ctypes
 import logging
 import os
-import select
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -46,6 +44,7 @@ from typing import NoReturn
 
 from harunner.executor import descendants
 from harunner.executor.attempt import Assignment, run_attempt
+from harunner.pidfds import GONE, has_exited, open_pidfd
 from harunner.store import Store
 
 EXIT_DONE = 0         # the pipe closed, or max_jobs attempts were run and reported
@@ -112,29 +111,16 @@ def ping() -> None:
 
 def watch_runner(pid: int, start_ticks: int) -> None:
     """Exit at once if runner `pid` is gone; else watch it from a daemon thread."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    fd = open_pidfd(pid)
+    if fd == GONE or process_start_ticks(pid) != start_ticks:
         orphaned()
-    except OSError:
-        fd = -1
-    if process_start_ticks(pid) != start_ticks:
-        orphaned()
-    target = _wait_on_pidfd if fd >= 0 else _poll_pid
     # A bare thread: threading.Thread.start() would wait until it runs (~ms under load).
-    _thread.start_new_thread(target, (fd if fd >= 0 else pid, start_ticks))
+    _thread.start_new_thread(_wait_on_pidfd, (fd,))
 
 
-def _wait_on_pidfd(fd: int, _start_ticks: int) -> None:
-    while True:
-        readable, _, _ = select.select([fd], [], [])
-        if readable:
-            orphaned()
-
-
-def _poll_pid(pid: int, start_ticks: int) -> None:
-    while process_start_ticks(pid) == start_ticks:
-        time.sleep(0.05)
+def _wait_on_pidfd(fd: int) -> None:
+    while not has_exited(fd, None):
+        pass
     orphaned()
 
 

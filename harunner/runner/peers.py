@@ -1,46 +1,34 @@
 """Pidfds on the peer runners: a peer's exit wakes this runner's loop with no middleman.
 
-One pidfd per slot, for the newest pid seen beating from it; the fds are
-polled with the bus sockets and checked without blocking after each wait.
+One pidfd per slot, for the newest pid seen beating from it (`harunner.pidfds`);
+the fds are polled with the sockets and checked without blocking after each wait.
+A peer already gone when it is first watched is reported exited, never lost.
 """
 
 from __future__ import annotations
 
-import os
-import select
+from harunner.pidfds import PidWatch
 
 
 class PeerWatch:
-    """Holds a pidfd on each peer runner process seen beating."""
+    """Holds a pidfd on each peer runner process seen beating, by slot."""
 
     def __init__(self) -> None:
-        self.pidfds: dict[tuple[int, int], int] = {}  # (slot, pid) -> pidfd
+        self._watch: PidWatch[int] = PidWatch()
 
     def watch(self, slot: int, pid: int) -> None:
         """Watch `pid` of `slot` (and stop watching the slot's older process)."""
-        if (slot, pid) in self.pidfds:
-            return
-        for old in [k for k in self.pidfds if k[0] == slot]:
-            os.close(self.pidfds.pop(old))
-        try:
-            self.pidfds[(slot, pid)] = os.pidfd_open(pid)
-        except OSError:  # already gone (its exit notice tells), or not ours to watch
-            pass
+        if self._watch.pid(slot) != pid:
+            self._watch.watch(slot, pid)
 
     def fds(self) -> list[int]:
-        return list(self.pidfds.values())
+        return self._watch.fds()
 
     def exited(self) -> list[tuple[int, int]]:
         """The (slot, pid) of every watched peer that exited since the last call."""
-        if not self.pidfds:
-            return []
-        readable = set(select.select(self.fds(), [], [], 0)[0])
-        gone = [key for key, fd in self.pidfds.items() if fd in readable]
-        for key in gone:
-            os.close(self.pidfds.pop(key))
-        return gone
+        pids = {slot: self._watch.pid(slot) for slot in self._watch.keys()}
+        return [(slot, pid) for slot in self._watch.exited()
+                if (pid := pids[slot]) is not None]
 
     def close(self) -> None:
-        for fd in self.pidfds.values():
-            os.close(fd)
-        self.pidfds.clear()
+        self._watch.close()
