@@ -115,7 +115,7 @@ def run_harunner(n: int, mode: str, extra: str, timeout: float) -> dict[str, Any
         elapsed = time.perf_counter() - started
         failed = len(run.store.list_jobs({JobState.FAILED, JobState.CANCELLED}))
         return {"jobs_per_s": n / elapsed, "latencies": latencies, "failed": failed,
-                "workers": run.cfg.slots * getattr(run.cfg, "concurrency", 1)}
+                "workers": run.cfg.slots * (run.cfg.concurrency or os.cpu_count() or 1)}
     finally:
         run.close()
         shutil.rmtree(root, ignore_errors=True)
