@@ -57,7 +57,7 @@ PREFETCH = 4         # a runner claims up to this many jobs per worker (running 
 FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
 FEED_BATCH = 500      # changed records read per turn; the rest on the next turn
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
-TAKEOVER_RETRY = 0.1  # a take-over whose job lock was busy is tried again this much later
+TAKEOVER_RETRY = 0.01  # a take-over whose job lock was busy is tried again this much later
 COMPACT_EVERY = 5.0
 LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it retries later
 
@@ -95,7 +95,7 @@ class Runner:
         self.cursor = 0
         self.next_compact = started + COMPACT_EVERY
         self.rescan = True  # the first turn reads every RUNNING record
-        self.rescan_at: float | None = None  # a full pass due then (busy take-overs)
+        self.retry_at: float | None = None  # busy take-overs are tried again then
         self.peers = PeerWatch()
 
     def _open_sockets(self) -> None:
@@ -142,8 +142,10 @@ class Runner:
         now = time.monotonic()
         self._feed(self.core.tick(now))
         self._decided(self.consensus.tick(now, self.rng))
-        if self.rescan_at is not None and now >= self.rescan_at:
-            self.rescan, self.rescan_at = True, None
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            self._take_over_many([act.TakeOver(job, generation)
+                                  for job, generation in self.core.awaiting.items()])
         if self.rescan:
             self.rescan = False
             self._reconcile()
@@ -157,9 +159,9 @@ class Runner:
     def _timeout(self, now: float) -> float:
         """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
         due = [self.next_beat, self.next_feed, now + self.scheduler.due_in(now)]
-        deadline = self.executor.next_deadline()
-        if deadline is not None:
-            due.append(deadline)
+        for deadline in (self.executor.next_deadline(), self.retry_at):
+            if deadline is not None:
+                due.append(deadline)
         return max(0.0, min(due) - now)
 
     def _claim(self, now: float) -> None:
@@ -181,11 +183,8 @@ class Runner:
             self._feed(self.core.observe(records, time.monotonic()))
 
     def _wait(self, timeout: float) -> None:
-        """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`.
-
-        The bus is not waited on: beats are read every turn, and a turn comes at
-        least once a heartbeat, so peers' beats do not wake an idle runner.
-        """
+        """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`
+        (not the bus: beats are read every turn, and a turn comes once a heartbeat)."""
         poller = zmq.Poller()
         poller.register(self.link.inbound, zmq.POLLIN)
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
@@ -270,6 +269,7 @@ class Runner:
                 log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
                             reason)
                 self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
+                self.rescan = True  # jobs it claimed since this runner's last look at the feed
             case act.Paused(seconds):
                 log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
                             self.slot, seconds * 1000)
@@ -297,7 +297,7 @@ class Runner:
         for item in busy:
             self.core.take_over_failed(item.job_id, item.generation, busy=True)
         if busy:
-            self.rescan_at = time.monotonic() + TAKEOVER_RETRY
+            self.retry_at = time.monotonic() + TAKEOVER_RETRY
         for item in items:
             if item.job_id not in done and item not in busy:
                 log.info("no takeover of %s at generation %d: it no longer applies",
