@@ -1,23 +1,19 @@
 """A runner process: one slot of the cluster, the I/O shell around its ownership core.
 
 It heartbeats on the bus from its main loop, votes and proposes in Paxos, owns
-jobs and runs each in a worker process (the executor). What it owns is decided
-by the pure `harunner.runner.ownership.OwnershipCore`: this module feeds it
-beats, notices, records, decisions and `now`, and carries out the actions it
+jobs and runs them in its pool of workers (the executor). What it owns is
+decided by the pure `harunner.runner.ownership.OwnershipCore`: this module feeds
+it beats, notices, records, decisions and `now`, and carries out the actions it
 returns (`harunner.runner.actions`) with the store, Paxos, the bus and the
 executor. Each runner claims due jobs for its own free workers
 (`harunner.runner.scheduler`); the one that owns `__scheduler__` is the primary.
 
-Invariants:
-- one live process per slot: the slot lock is held for the whole life;
-- beats come from the main loop only, so a stuck runner stops beating;
-- Paxos state is persisted before any message of the same step is sent
-  (`harunner.runner.consensus.Consensus.apply`);
-- every input to the core carries a fresh `now`, so a pause of this process
-  anywhere in the loop (in the wait, between reads) is seen by the core
-  before it judges a peer's silence;
-- timeouts use the monotonic clock; the seeded `random.Random` lives here
-  (config key `seed`, 0 for a fresh random seed).
+Invariants: one live process per slot (the slot lock is held for life); beats
+come from the main loop only, so a stuck runner stops beating; Paxos state is
+persisted before any message of the same step is sent (`Consensus.apply`);
+every input to the core carries a fresh `now`, so a pause of this process
+anywhere in the loop is seen before a peer's silence is judged; timeouts use
+the monotonic clock; the seeded `random.Random` lives here (config `seed`).
 """
 
 from __future__ import annotations
@@ -139,6 +135,7 @@ class Runner:
             self.next_feed = 0.0
             self.scheduler.poke()
         self._reap_workers(now)
+        self._keep_beating()
         now = time.monotonic()
         self._feed(self.core.tick(now))
         self._decided(self.consensus.tick(now, self.rng))
@@ -167,7 +164,12 @@ class Runner:
     def _claim(self, now: float) -> None:
         """Claim due jobs for this runner's free workers and a short queue; start them."""
         room = PREFETCH * self.executor.concurrency - len(self.executor.running())
-        claimed = self.scheduler.tick(now, time.time(), room)
+        self._keep_beating()  # a claim may wait for SQLite's write lock
+        try:
+            claimed = self.scheduler.tick(now, time.time(), room)
+        except StoreError as error:  # busy or full: the next turn looks again
+            log.info("no claim this turn: %s", error)
+            return
         if claimed:
             self._feed(self.core.observe(claimed, time.monotonic()))
 
@@ -341,12 +343,6 @@ class Runner:
             return
         self._feed(self.core.observe([record], time.monotonic()))
 
-    def _assigned(self, record: JobRecord) -> None:
-        """The scheduler assigned `record`: announce it; start it if it is mine."""
-        self._announce(record)
-        if record.owner == self.me:
-            self._feed(self.core.observe([record], time.monotonic()))
-
     def _reconcile(self) -> None:
         """A full pass: every RUNNING record, and the records of this runner's workers."""
         try:
@@ -373,7 +369,9 @@ class Runner:
             except UnknownJobError:
                 record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
             if record.state is JobState.PENDING:
-                self._assigned(self.store.assign(SCHEDULER_JOB, self.me, record.generation))
+                claimed = self.store.assign(SCHEDULER_JOB, self.me, record.generation)
+                self._announce(claimed)
+                self._feed(self.core.observe([claimed], time.monotonic()))
         except StoreError as error:
             log.info("scheduler duty not claimed: %s", error)
 
