@@ -49,7 +49,6 @@ from harunner.store.transitions import TakeOver as TakeOverItem
 from harunner.store.wakeup import WakeSocket
 
 log = logging.getLogger("harunner.runner")
-PREFETCH = 4         # a runner claims up to this many jobs per worker (running + queued)
 FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
 FEED_BATCH = 500      # changed records read per turn; the rest on the next turn
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
@@ -162,8 +161,8 @@ class Runner:
         return max(0.0, min(due) - now)
 
     def _claim(self, now: float) -> None:
-        """Claim due jobs for this runner's free workers and a short queue; start them."""
-        room = PREFETCH * self.executor.concurrency - len(self.executor.running())
+        """Claim due jobs for this runner's free workers; start them."""
+        room = self.executor.free_slots()  # no prefetch: a long job never holds up a queue
         self._keep_beating()  # a claim may wait for SQLite's write lock
         try:
             claimed = self.scheduler.tick(now, time.time(), room)

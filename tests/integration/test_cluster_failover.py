@@ -138,7 +138,7 @@ def test_sigstop_for_half_the_hang_timeout_is_no_failover(make_cluster):
 
 
 def test_a_runner_owning_many_jobs_dies_and_each_is_taken_over_exactly_once(make_cluster):
-    cluster = make_cluster(concurrency=8)  # each runner claims up to 16: its workers + a queue
+    cluster = make_cluster(concurrency=12)  # each runner claims what its 12 workers can run
     cluster.start()
     jobs = [cluster.submit("itjobs.ticker", to=300, delay=0.01) for _ in range(30)]
     poll(lambda: all(cluster.record(j).state is JobState.RUNNING for j in jobs), 60,
