@@ -65,7 +65,10 @@ class OwnerChange:
 
 @dataclass(frozen=True)
 class Poke:
-    """Something changed in the store (a submission, a finished attempt): look again."""
+    """A hint that the store changed: look at the change feed and for work now.
+
+    Clients ring the store's doorbell instead (`harunner.store.wakeup`); a runner
+    still honours this on the bus."""
 
     reason: str
 

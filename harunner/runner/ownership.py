@@ -274,17 +274,3 @@ class OwnershipCore:
         """The lowest live slot claims a new cluster's scheduler; others after a hang timeout."""
         lowest = min([self.me.slot] + self.detector.live_slots())
         return lowest == self.me.slot or now - self.takeover.started > self.timing.hang
-
-    # -- views for the shell ---------------------------------------------------------------
-
-    def live_owners(self) -> list[Owner]:
-        """This runner and every peer incarnation not known dead."""
-        others = [Owner(s, self.detector.peers[s].incarnation)
-                  for s in self.detector.live_slots() if s != self.me.slot]
-        return [self.me] + others
-
-    def load(self, own: int) -> dict[int, int]:
-        """Jobs per slot, as the peers' beats report them (`own` for this runner)."""
-        load = {s: v.owned for s, v in self.detector.peers.items()}
-        load[self.me.slot] = own
-        return load
