@@ -54,6 +54,7 @@ class Config:
     start_method: str = "forkserver"
     concurrency: int = 0
     worker_mode: str = "pool"
+    prefetch: int = 64
     log_level: str = "info"
     retention: str = ""
     seed: int = 0
@@ -92,6 +93,8 @@ class Config:
                  f"is {self.start_method!r}; allowed: {', '.join(START_METHODS)}")
         _require(self.concurrency >= 0, origin, "concurrency",
                  f"is {self.concurrency}; 0 (one worker per core) or a positive number")
+        _require(self.prefetch >= 0, origin, "prefetch",
+                 f"is {self.prefetch}; 0 (claim only for free workers) or a positive number")
         _require(self.worker_mode in WORKER_MODES, origin, "worker_mode",
                  f"is {self.worker_mode!r}; allowed: {', '.join(WORKER_MODES)}")
         _require(self.log_level in LOG_LEVELS, origin, "log_level",

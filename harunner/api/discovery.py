@@ -62,6 +62,18 @@ def find(entries: Sequence[str], name: str) -> JobSpec:
     raise UnknownJobError(f"no job named {name!r} in config `jobs` = {list(entries)}; {hint}")
 
 
+def on_path(entries: Sequence[str]) -> None:
+    """Put the entries' folders on `sys.path` as `discover` does, importing nothing
+    (a worker that remembers what it found still gives each job the same `sys.path`)."""
+    for entry in entries:
+        folder = Path(entry).expanduser()
+        if folder.is_dir():
+            if str(folder.resolve()) not in sys.path:
+                sys.path.insert(0, str(folder.resolve()))
+        elif os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())
+
+
 def module_names(entries: Sequence[str]) -> list[str]:
     """The module names the entries would import, without importing anything."""
     names: list[str] = []

@@ -38,11 +38,11 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from harunner.api import Context, job_logger, to_json
-from harunner.api.discovery import find
+from harunner.api import Context, JobSpec, to_json
+from harunner.api.context import LOG_FORMAT
+from harunner.api.discovery import find, on_path
 from harunner.errors import (
     DiskFullError,
     DurabilityError,
@@ -92,9 +92,9 @@ def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) 
         record = store.get(assignment.job_id)
         if record.state is not JobState.RUNNING or record.generation != assignment.generation:
             return _outcome(assignment, "fenced")
-        checkpoint = store.read_checkpoint(assignment.job_id)
-        logger = job_logger(store, record)
-        _redirect_output(store.log_path(assignment.job_id))
+        folder = store.layout.job_folder(record.job_id)
+        checkpoint = store.read_checkpoint(record.job_id) if folder.is_dir() else None
+        logger = _open_log(store, record)
         outcome = _call(store, record, checkpoint, logger, entries)
     except (FencedError, StaleTransitionError, UnknownJobError):
         outcome = _outcome(assignment, "fenced")
@@ -114,7 +114,7 @@ def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
     assignment = Assignment(record.job_id, record.generation)
     context = None
     try:
-        spec = find(entries, record.name)
+        spec = _find(entries, record.name)
         context = Context(store, record, checkpoint, logger)
         logger.info("attempt %d of %s starts%s", record.attempts, record.name,
                     f" from checkpoint {checkpoint.seq}" if checkpoint else "")
@@ -183,7 +183,7 @@ class Baseline:
         self.fds = (os.dup(1), os.dup(2))
         self.streams = (sys.stdout, sys.stderr)
         self.cwd = os.getcwd()
-        self.environ = dict(os.environ)
+        self.environ = _environ_snapshot()
         self.umask = os.umask(0o077)
         os.umask(self.umask)
         self.path = list(sys.path)
@@ -210,9 +210,9 @@ class Baseline:
         logging.root.setLevel(self.root_level)
         with contextlib.suppress(OSError):
             os.chdir(self.cwd)
-        if os.environ != self.environ:
+        if _environ_snapshot() != self.environ:
             os.environ.clear()
-            os.environ.update(self.environ)
+            os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in self.environ.items()})
         os.umask(self.umask)
         sys.path[:] = self.path
         for signum, action in self.handlers.items():
@@ -223,24 +223,78 @@ class Baseline:
         return any(t.is_alive() for t in threading.enumerate() if t not in self.threads)
 
 
+def _environ_snapshot() -> dict[bytes, bytes]:
+    """`os.environ` as the bytes it holds (copied and compared at C speed, once per attempt)."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        return dict(data)
+    return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+
+
 def _forget_logger(logger: logging.Logger | None) -> None:
     """Close the job logger's handlers and drop it, so loggers do not pile up per job."""
     if logger is None:
         return
+    _forget_handlers(logger)
+    logging.Logger.manager.loggerDict.pop(logger.name, None)
+
+
+def _forget_handlers(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         with contextlib.suppress(Exception):
             handler.close()
-    logging.Logger.manager.loggerDict.pop(logger.name, None)
 
 
-def _redirect_output(path: Path) -> None:
-    """Send this process's stdout and stderr (fds 1 and 2) to the job's log file."""
+_SPECS: dict[tuple[tuple[str, ...], str], JobSpec] = {}
+
+
+def _find(entries: tuple[str, ...], name: str) -> JobSpec:
+    """`discovery.find`, remembered for the worker's life (a job module runs once per
+    process anyway); a name not seen yet is looked up afresh."""
+    spec = _SPECS.get((entries, name))
+    if spec is None:
+        spec = _SPECS[(entries, name)] = find(entries, name)
+    else:
+        on_path(entries)
+    return spec
+
+
+class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the job's log lines to its own descriptor of the job's log file."""
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+        finally:
+            super().close()
+
+
+def _open_log(store: Store, record: Any) -> logging.Logger:
+    """Open the job's log once: fds 1 and 2 go there, and so does the job's logger.
+
+    The job's folder is created only when it is missing (one open, no mkdir, on the
+    common path)."""
+    path = store.layout.job_log(record.job_id)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
     _flush_streams()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    os.dup2(fd, 1, inheritable=True)
+    os.dup2(fd, 2, inheritable=True)
+    logger = logging.getLogger(f"harunner.job.{record.job_id}")
+    _forget_handlers(logger)
+    handler = _LogHandler(open(fd, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={
+        "generation": record.generation, "attempt": record.attempts}))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger
 
 
 def _flush_streams() -> None:

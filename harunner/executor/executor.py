@@ -54,6 +54,7 @@ from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
 from harunner.executor.outcomes import Ended, Finish
 from harunner.executor.pool import Pool
+from harunner.executor.recorder import Recorder, Result
 from harunner.store import JobRecord, JobState, Store
 from harunner.store.transitions import Outcome as StoreOutcome
 
@@ -61,6 +62,9 @@ OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
+PREFETCH_WINDOW = 0.02  # claim ahead at most this much queued work (by recent attempt times)
+RELEASE_AFTER = 0.2     # a claimed job still queued this long is given back for others to run
+GROUP_MAX = 256         # outcomes committed together at most (the rest wait for the next)
 log = logging.getLogger("harunner.executor")
 
 
@@ -87,6 +91,8 @@ class _Job:
     started_at: float | None = None
     kills: int = 0
     faults: int = 0
+    queued_at: float = 0.0
+    releasable: bool = False  # claimed ahead and never started: may be given back
 
 
 class Executor:
@@ -95,7 +101,7 @@ class Executor:
     def __init__(self, state_dir: Path, job_entries: Sequence[str], lock_timeout: float,
                  start_method: str = "forkserver", grace: float = 1.0, *,
                  concurrency: int = 0, worker_mode: str = "pool", preload_jobs: bool = True,
-                 spare: bool = True, adopt_orphans: bool = True,
+                 spare: bool = True, adopt_orphans: bool = True, prefetch: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method {start_method!r}: use 'forkserver' or 'spawn'")
@@ -106,6 +112,8 @@ class Executor:
         self.worker_mode = worker_mode
         self.concurrency = concurrency if concurrency > 0 else max(1, os.cpu_count() or 1)
         self._keep_spare = spare
+        self.prefetch = max(0, prefetch)
+        self._attempt_time: float | None = None  # moving average of attempt durations (s)
         self._clock = clock
         self._store = Store(self.state_dir, lock_timeout=lock_timeout)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
@@ -117,6 +125,9 @@ class Executor:
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
+        self._ready: list[Ended] = []  # ended attempts waiting for the next group commit
+        self._recorder = Recorder(self._store, RECORD_LOCK_WAIT)
+        self._in_flight: list[tuple[Ended, Finish]] = []  # the batch the recorder commits
         self._record_retry_at: float | None = None
 
     # -- starting ------------------------------------------------------------------
@@ -127,15 +138,17 @@ class Executor:
         self._pool.spare_at = time.monotonic()
         self._pool.fill(time.monotonic())
 
-    def start(self, record: JobRecord, now: float | None = None) -> None:
+    def start(self, record: JobRecord, now: float | None = None, *,
+              releasable: bool = False) -> None:
         """Run `record` (RUNNING, owned by this runner) at its generation, now or when a
-        worker is free."""
+        worker is free. `releasable`: it was claimed ahead (not taken over), so while it
+        waits in the queue it may be given back (`overdue`)."""
         if record.job_id in self._jobs:
             raise HarunnerError(f"job {record.job_id} already has a worker in this runner")
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        self._jobs[record.job_id] = _Job(record)
+        self._jobs[record.job_id] = _Job(record, queued_at=now, releasable=releasable)
         self._queue.append(record.job_id)
         self._dispatch(now)
 
@@ -150,6 +163,45 @@ class Executor:
         that need a worker (running, queued, waiting to resume)."""
         busy = len(self._pool.busy)
         return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
+
+    def room(self) -> int:
+        """How many more jobs to claim: the free workers, plus a queue ahead of them
+        (at most `prefetch`) when recent attempts were short enough that the queue holds
+        no more than PREFETCH_WINDOW of work. Long jobs get no queue: they never hold up
+        a claimed job that another runner's free worker could run."""
+        ahead = 0
+        if self.prefetch and self._attempt_time is not None:
+            ahead = min(self.prefetch, int(PREFETCH_WINDOW * self.concurrency
+                                           / max(self._attempt_time, 1e-5)))
+        busy = len(self._pool.busy) + len(self._queue) + len(self._waiting)
+        room = max(0, self.concurrency + ahead - busy)
+        if self._queue and room < ahead // 2:
+            return 0  # the queue still feeds the workers: claim later, in a bigger batch
+        return room
+
+    def overdue(self, now: float) -> list[JobRecord]:
+        """Claimed-ahead jobs queued longer than RELEASE_AFTER (every worker is held by
+        longer jobs): the runner gives them back (`Store.release_many`), then `forget`s
+        those it gave back."""
+        found = []
+        for job_id in self._queue:
+            job = self._jobs[job_id]
+            if job.releasable and now - job.queued_at > RELEASE_AFTER:
+                found.append(job.record)
+        return found
+
+    def release_due(self) -> float | None:
+        """When the oldest releasable queued job becomes overdue, if there is one."""
+        times = [self._jobs[j].queued_at + RELEASE_AFTER for j in self._queue
+                 if self._jobs[j].releasable]
+        return min(times, default=None)
+
+    def forget(self, job_ids: Sequence[str]) -> None:
+        """Drop queued jobs that were given back; never touches a started attempt."""
+        for job_id in job_ids:
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+                self._jobs.pop(job_id, None)
 
     @property
     def spare_pid(self) -> int | None:
@@ -167,7 +219,8 @@ class Executor:
 
     def sentinels(self) -> list[int]:
         """File descriptors that become readable when an outcome arrives or a worker exits."""
-        return self._pool.sentinels()
+        fds = self._pool.sentinels()
+        return [*fds, self._recorder.fileno()] if self._recorder.busy else fds
 
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
@@ -186,13 +239,28 @@ class Executor:
         if self._unrecorded and (self._record_retry_at is None or self._record_retry_at <= now):
             ended += [item for item in self._unrecorded.values() if item not in ended]
             self._record_retry_at = None
-        exits = self._settle(ended, now)
+        self._pool.fill(now)
+        self._dispatch(now)  # workers run the next jobs while the outcomes are committed
+        exits = self._group_commit(ended, now)
         for job_id, at in list(self._waiting.items()):
             if at <= now:
                 del self._waiting[job_id]
                 self._queue.append(job_id)
         self._pool.fill(now)
         self._dispatch(now)
+        return exits
+
+    def _group_commit(self, ended: list[Ended], now: float) -> list[WorkerExit]:
+        """Group commit: attempts that end while a batch is being committed wait, and go
+        together in the next batch (at most GROUP_MAX) as soon as the recorder is free."""
+        exits = []
+        done = self._recorder.collect()
+        if done is not None:
+            exits += self._settled(done, now)
+        self._ready.extend(ended)
+        if self._ready and not self._recorder.busy:
+            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
+            exits += self._settle(batch, now)
         return exits
 
     def check_timeouts(self, now: float) -> list[str]:
@@ -219,6 +287,7 @@ class Executor:
             return None
         generation = job.record.generation
         self._unrecorded.pop(job_id, None)
+        self._ready = [item for item in self._ready if item.record.job_id != job_id]
         self._waiting.pop(job_id, None)
         if job_id in self._queue:
             self._queue.remove(job_id)
@@ -227,7 +296,17 @@ class Executor:
         return WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
 
     def shutdown(self) -> list[WorkerExit]:
-        """Kill every job's worker and every idle worker, and reap them; records nothing."""
+        """Record the attempts that ended, then kill every job's worker and every idle
+        worker, and reap them."""
+        done = self._recorder.close()
+        if done is not None:
+            self._settled(done, time.monotonic())
+        while self._ready:
+            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
+            self._settle(batch, time.monotonic())
+            done = self._recorder.close()
+            if done is not None:
+                self._settled(done, time.monotonic())
         exits = [exit for exit in map(self.kill, list(self._jobs)) if exit is not None]
         self._pool.shutdown()
         if self._adopting:
@@ -255,11 +334,20 @@ class Executor:
                 continue
             self._queue.popleft()
             self._pool.started(job_id, proc, now)
-            job.started_at, job.terminated_at = now, None
+            job.started_at, job.terminated_at, job.releasable = now, None, False
             job.deadline = now + job.record.timeout if job.record.timeout else None
 
     def _collect_outcomes(self) -> list[Ended]:
-        return [self._ended(job_id, outcome) for job_id, outcome in self._pool.outcomes()]
+        now = time.monotonic()
+        found = []
+        for job_id, outcome in self._pool.outcomes():
+            started = self._jobs[job_id].started_at
+            if started is not None:
+                took = now - started
+                average = self._attempt_time
+                self._attempt_time = took if average is None else 0.8 * average + 0.2 * took
+            found.append(self._ended(job_id, outcome))
+        return found
 
     def _ended(self, job_id: str, outcome: Outcome) -> Ended:
         return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
@@ -280,7 +368,8 @@ class Executor:
     # -- recording -----------------------------------------------------------------
 
     def _settle(self, ended: list[Ended], now: float) -> list[WorkerExit]:
-        """Record every attempt in `ended` (one batch), resume infrastructure faults."""
+        """Settle every attempt in `ended`: resume infrastructure faults, drop fenced ones,
+        and hand the finishes to the recorder as one batch (`_settled` takes the result)."""
         exits, pending = [], []
         for item in ended:
             self._unrecorded.pop(item.record.job_id, None)
@@ -291,31 +380,39 @@ class Executor:
                 exits.append(self._done(item, "fenced"))
             else:
                 pending.append((item, finish))
-        results = self._record_outcomes([finish for _, finish in pending])
-        for (item, _), result in zip(pending, results, strict=True):
-            if isinstance(result, FencedError | StaleTransitionError):
+        if pending:
+            self._in_flight = pending
+            self._recorder.submit([StoreOutcome(f.job_id, f.generation, f.result, f.error,
+                                                f.retry_at) for _, f in pending])
+        return exits
+
+    def _settled(self, result: Result, now: float) -> list[WorkerExit]:
+        """The batch in flight was committed (or refused): end, or keep for a retry."""
+        pending, self._in_flight = self._in_flight, []
+        if isinstance(result, StoreError):  # the database is busy or full: all of them later
+            results: list[JobRecord | StoreError] = [result for _ in pending]
+        else:
+            written = {record.job_id: record for record in result}
+            results = [written.get(f.job_id) or self._why_not(f) for _, f in pending]
+        exits = []
+        for (item, _), outcome in zip(pending, results, strict=True):
+            if not self._current(item):
+                continue  # killed while it was being recorded: the kill was reported
+            if isinstance(outcome, FencedError | StaleTransitionError):
                 exits.append(self._done(item, "fenced"))
-            elif isinstance(result, StoreError):
+            elif isinstance(outcome, StoreError):
                 log.warning("could not record the end of job %s (%s); will retry",
-                            item.record.job_id, result)
+                            item.record.job_id, outcome)
                 self._unrecorded[item.record.job_id] = item
                 self._record_retry_at = now + RECORD_RETRY
             else:
-                exits.append(self._done(item, _label(item.kind, result)))
+                exits.append(self._done(item, _label(item.kind, outcome)))
         return exits
 
-    def _record_outcomes(self, finishes: list[Finish]) -> list[JobRecord | StoreError]:
-        """Write every finish in one transaction; per finish, the new record or why not."""
-        if not finishes:
-            return []
-        try:
-            applied = self._store.finish_many(
-                [StoreOutcome(f.job_id, f.generation, f.result, f.error, f.retry_at)
-                 for f in finishes], lock_wait=RECORD_LOCK_WAIT)
-        except StoreError as refused:  # the database is busy or full: all of them later
-            return [refused for _ in finishes]
-        written = {record.job_id: record for record in applied}
-        return [written.get(f.job_id) or self._why_not(f) for f in finishes]
+    def _current(self, item: Ended) -> bool:
+        """`item` is the attempt this executor still runs for its job (not killed since)."""
+        job = self._jobs.get(item.record.job_id)
+        return job is not None and job.record.generation == item.record.generation
 
     def _why_not(self, finish: Finish) -> StoreError:
         """Why `finish` was left out of a batch: fenced (moved on) or its lock was busy."""
@@ -329,7 +426,8 @@ class Executor:
                                     f"{record.generation}, not running@{finish.generation}")
 
     def _done(self, item: Ended, outcome: str) -> WorkerExit:
-        self._jobs.pop(item.record.job_id, None)
+        if self._current(item):
+            del self._jobs[item.record.job_id]
         return WorkerExit(item.record.job_id, item.record.generation, item.exitcode, outcome)
 
     def _resume(self, item: Ended, now: float) -> WorkerExit:

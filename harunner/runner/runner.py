@@ -45,8 +45,9 @@ from harunner.runner.slot import make_rng, take_slot
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
+from harunner.store.transitions import Release
 from harunner.store.transitions import TakeOver as TakeOverItem
-from harunner.store.wakeup import WakeSocket
+from harunner.store.wakeup import WakeSocket, wake
 
 log = logging.getLogger("harunner.runner")
 FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
@@ -76,7 +77,7 @@ class Runner:
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
                                  config.start_method, config.worker_grace_ms / 1000,
                                  concurrency=config.concurrency,
-                                 worker_mode=config.worker_mode)
+                                 worker_mode=config.worker_mode, prefetch=config.prefetch)
         self.executor.warm_up()
         self.scheduler = Scheduler(self.store, self.me)
         started = time.monotonic()  # after the warm-up: its time is no pause of the loop
@@ -92,6 +93,7 @@ class Runner:
         self.rescan = True  # the first turn reads every RUNNING record
         self.retry_at: float | None = None  # busy take-overs are tried again then
         self.peers = PeerWatch()
+        self.claimed: set[str] = set()  # the jobs of the claim being started (may be given back)
 
     def _open_sockets(self) -> None:
         slots = tuple(range(self.config.slots))
@@ -134,6 +136,7 @@ class Runner:
             self.next_feed = 0.0
             self.scheduler.poke()
         self._reap_workers(now)
+        self._give_back(time.monotonic())
         self._keep_beating()
         now = time.monotonic()
         self._feed(self.core.tick(now))
@@ -154,15 +157,18 @@ class Runner:
 
     def _timeout(self, now: float) -> float:
         """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
-        due = [self.next_beat, self.next_feed, now + self.scheduler.due_in(now)]
-        for deadline in (self.executor.next_deadline(), self.retry_at):
+        due = [self.next_beat, self.next_feed]
+        if self.executor.room():  # no room: the next look waits for a worker to free up
+            due.append(now + self.scheduler.due_in(now))
+        for deadline in (self.executor.next_deadline(), self.retry_at,
+                         self.executor.release_due()):
             if deadline is not None:
                 due.append(deadline)
         return max(0.0, min(due) - now)
 
     def _claim(self, now: float) -> None:
         """Claim due jobs for this runner's free workers; start them."""
-        room = self.executor.free_slots()  # no prefetch: a long job never holds up a queue
+        room = self.executor.room()  # free workers, and a short queue while jobs are short
         self._keep_beating()  # a claim may wait for SQLite's write lock
         try:
             claimed = self.scheduler.tick(now, time.time(), room)
@@ -170,12 +176,36 @@ class Runner:
             log.info("no claim this turn: %s", error)
             return
         if claimed:
-            self._feed(self.core.observe(claimed, time.monotonic()))
+            self.claimed = {record.job_id for record in claimed}
+            try:
+                self._feed(self.core.observe(claimed, time.monotonic()))
+            finally:
+                self.claimed = set()
+
+    def _give_back(self, now: float) -> None:
+        """Claimed jobs stuck in the queue behind longer ones go back to PENDING, where a
+        runner with a free worker takes them (the claim is not counted as an attempt)."""
+        overdue = self.executor.overdue(now)
+        if not overdue:
+            return
+        items = [Release(r.job_id, r.generation, self.me) for r in overdue]
+        try:
+            released = self.store.release_many(items)
+        except StoreError as error:
+            log.info("queued jobs not given back this turn: %s", error)
+            return
+        self.executor.forget([record.job_id for record in released])
+        for record in released:
+            self.core.worker_ended(record.job_id, record.generation)
+        if released:
+            self.events.emit("gave_back", count=len(released), slot=self.slot)
+            self._feed(self.core.observe(released, time.monotonic()))
+            wake(self.layout.wake(s) for s in range(self.config.slots) if s != self.slot)
 
     def _follow_feed(self, now: float) -> None:
         """Read the records changed since the last look and let the core act on them."""
         try:
-            records, self.cursor = self.store.changes(self.cursor, FEED_BATCH)
+            records, self.cursor = self.store.changes(self.cursor, FEED_BATCH, brief=True)
         except StoreError as error:
             log.warning("cannot read the change feed: %s", error)
             records = []
@@ -314,7 +344,7 @@ class Runner:
         if record.job_id in self.executor.running():
             return
         try:
-            self.executor.start(record)
+            self.executor.start(record, releasable=record.job_id in self.claimed)
         except (HarunnerError, OSError) as error:
             log.warning("cannot start a worker for %s: %s", record.job_id, error)
             self.core.worker_ended(record.job_id, record.generation)

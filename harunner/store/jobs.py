@@ -48,6 +48,7 @@ from harunner.store.durable import KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
 from harunner.store.layout import PROGRESS, Layout
 from harunner.store.locks import JobLocks, LockBusy, offset_of
 from harunner.store.model import (
+    SCHEDULER_JOB,
     Checkpoint,
     JobRecord,
     JobState,
@@ -148,13 +149,17 @@ class Store:
         return self._table.query(None if states is None else set(states), name, limit,
                                  newest_first, before, after)
 
-    def changes(self, after_seq: int, limit: int = DEFAULT_LIMIT) -> tuple[list[JobRecord], int]:
+    def changes(self, after_seq: int, limit: int = DEFAULT_LIMIT, *, brief: bool = False
+                ) -> tuple[list[JobRecord], int]:
         """Records changed after change number `after_seq`, in change order, at most `limit`.
 
         Returns them with the change number to pass next time. A record
         changed twice appears once, at its newest change; pruned jobs vanish.
+        `brief`: without args, result and history (the runners' feed: cheap to decode).
         """
-        return self._table.changes(after_seq, limit) if self._readable() else ([], after_seq)
+        if not self._readable():
+            return [], after_seq
+        return self._table.changes(after_seq, limit, brief)  # type: ignore[no-any-return]
 
     def head(self) -> int:
         """The newest change number: read it before a full reconcile, then follow `changes`."""
@@ -163,6 +168,14 @@ class Store:
     def due_pending(self, now_wall: float, limit: int = DEFAULT_LIMIT) -> list[JobRecord]:
         """PENDING jobs whose `not_before` ≤ `now_wall`, earliest first, at most `limit`."""
         return self._table.due_pending(now_wall, limit) if self._readable() else []
+
+    def count_unfinished(self) -> int:
+        """How many jobs are PENDING or RUNNING, the scheduler duty left out (one indexed count)."""
+        if not self._readable():
+            return 0
+        found = self._db.read("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running') "
+                              "AND job_id != ?", (SCHEDULER_JOB,))
+        return int(found[0][0])
 
     def running(self) -> list[JobRecord]:
         """Every RUNNING job (the full reconcile at a runner's start)."""
@@ -243,6 +256,13 @@ class Store:
             chosen = [item for item in items if item.job_id not in busy]
             applied = self._transition(chosen, t.taken_over)[0] if chosen else []
         return applied, [item for item in items if item.job_id in busy]
+
+    def release_many(self, items: Sequence[t.Release]) -> list[JobRecord]:
+        """Give back claimed jobs that never started, in one transaction; never waits for a
+        job lock (a busy one is left as it is); returns the records given back."""
+        with self._held([item.job_id for item in items], wait=0.0) as busy:
+            chosen = [item for item in items if item.job_id not in busy]
+            return self._transition(chosen, t.released)[0] if chosen else []
 
     def finish(self, job_id: str, generation: int, *, result: Any = None,
                error: str | None = None, retry_at: float | None = None) -> JobRecord:

@@ -17,6 +17,9 @@ COLUMNS = ("job_id", "name", "state", "generation", "owner_slot", "owner_incarna
            "attempts", "retries", "backoff", "timeout", "not_before", "created_at",
            "updated_at", "args", "result", "error", "history", "seq")
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM jobs"
+# A brief record (the change feed): every column but the JSON ones (args, result, history).
+BRIEF_COLUMNS = tuple(c for c in COLUMNS if c not in ("args", "result", "history"))
+SELECT_BRIEF = f"SELECT {', '.join(BRIEF_COLUMNS)} FROM jobs"
 INSERT = (f"INSERT INTO jobs ({', '.join(COLUMNS)}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 # The compare-and-set of every transition: the row changes only if it is still in the
@@ -45,6 +48,19 @@ def update_parameters(new: JobRecord, old: JobRecord, seq: int) -> tuple[Any, ..
 def from_row(row: Any) -> tuple[JobRecord, int]:
     """(the record, its change number) of one `SELECT` row; `CorruptFileError` if it is bad."""
     values = dict(zip(COLUMNS, row, strict=True))
+    job_id = str(values["job_id"])
+    try:
+        return _decode(values), int(values["seq"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise CorruptFileError(f"record of job {job_id} in the job database: {error}; "
+                               "cancel or prune the job") from None
+
+
+def from_brief_row(row: Any) -> tuple[JobRecord, int]:
+    """(a brief record, its change number) of one `SELECT_BRIEF` row: args {}, result None,
+    history () (never decoded); `CorruptFileError` if a column it has is bad."""
+    values = dict(zip(BRIEF_COLUMNS, row, strict=True))
+    values.update(args="{}", result=None, history="[]")
     job_id = str(values["job_id"])
     try:
         return _decode(values), int(values["seq"])

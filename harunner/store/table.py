@@ -60,11 +60,12 @@ class JobTable:
         found = self.db.read("SELECT value FROM meta WHERE key='sequence'")
         return int(found[0][0]) if found else 0
 
-    def changes(self, after_seq: int, limit: int) -> tuple[list[JobRecord], int]:
-        found = self.db.read(f"{rows.SELECT} WHERE seq>? ORDER BY seq LIMIT ?",
-                             (after_seq, limit))
+    def changes(self, after_seq: int, limit: int, brief: bool = False
+                ) -> tuple[list[JobRecord], int]:
+        select = rows.SELECT_BRIEF if brief else rows.SELECT
+        found = self.db.read(f"{select} WHERE seq>? ORDER BY seq LIMIT ?", (after_seq, limit))
         last = int(found[-1][-1]) if found else after_seq
-        return self._decoded(found), last
+        return self._decoded(found, rows.from_brief_row if brief else rows.from_row), last
 
     def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:
         found = self.db.read(f"{rows.SELECT} WHERE state='pending' AND not_before<=? "
@@ -103,11 +104,13 @@ class JobTable:
                              (*FINISHED, older_than_wall, limit))
         return [str(row[0]) for row in found]
 
-    def _decoded(self, found: Sequence[Any]) -> list[JobRecord]:
+    def _decoded(self, found: Sequence[Any],
+                 decode: Callable[[Any], tuple[JobRecord, int]] = rows.from_row
+                 ) -> list[JobRecord]:
         records = []
         for row in found:
             try:
-                records.append(rows.from_row(row)[0])
+                records.append(decode(row)[0])
             except CorruptFileError as error:
                 self.report(error)
         return records

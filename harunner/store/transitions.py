@@ -67,6 +67,15 @@ class Outcome:
     retry_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Release:
+    """Give back a job `owner` claimed at `generation` and never started: PENDING again."""
+
+    job_id: str
+    generation: int
+    owner: Owner
+
+
 def job_of(item: Any) -> str:
     """The job an item of a batch is about (an item is a job id or has `job_id`)."""
     return item if isinstance(item, str) else str(item.job_id)
@@ -112,6 +121,20 @@ def taken_over(record: JobRecord, item: TakeOver, now: float) -> JobRecord:
     return advance(record, JobState.RUNNING, now=now,
                    note=f"taken over by {owner_name(item.owner)}",
                    generation=item.generation, owner=item.owner)
+
+
+def released(record: JobRecord, item: Release, now: float) -> JobRecord:
+    """RUNNING@g owned by `item.owner` -> PENDING@g, the claim not counted as an attempt
+    (its worker never started: there is no writer at g to fence)."""
+    if (record.state is not JobState.RUNNING or record.generation != item.generation
+            or record.owner != item.owner):
+        raise StaleTransitionError(
+            f"job {record.job_id}: release expected running@{item.generation} owned by "
+            f"{owner_name(item.owner)}, found {record.state.value}@{record.generation} owned "
+            f"by {owner_name(record.owner)}")
+    return advance(record, JobState.PENDING, now=now,
+                   note=f"given back by {owner_name(item.owner)} before it started",
+                   owner=None, attempts=max(0, record.attempts - 1))
 
 
 def finished(record: JobRecord, item: Outcome, now: float) -> JobRecord:

@@ -37,8 +37,9 @@ def test_two_workers_run_ten_jobs(pool):
 
 def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     calls = []
-    original = pool.executor._record_outcomes
-    monkeypatch.setattr(pool.executor, "_record_outcomes",
+    recorder = pool.executor._recorder
+    original = recorder.submit
+    monkeypatch.setattr(recorder, "submit",
                         lambda finishes: calls.append(len(finishes)) or original(finishes))
     records = [pool.submit("executor_test_jobs.succeed", {"value": v}) for v in (1, 2)]
     for record in records:
@@ -46,8 +47,10 @@ def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     busy = list(pool.executor._pool.busy.values())
     wait_for(lambda: all(proc.connection.poll() for proc in busy))
     exits = pool.executor.reap(0.0)
-    assert sorted(e.outcome for e in exits) == ["succeeded", "succeeded"]
+    assert exits == []  # reported only once committed, by the recorder's thread
     assert calls == [2]
+    pool.loop(lambda: len(pool.exits) == 2, 10.0)
+    assert sorted(e.outcome for e in pool.exits) == ["succeeded", "succeeded"]
     assert [pool.store.get(r.job_id).result["value"] for r in records] == [1, 2]
 
 

@@ -1,0 +1,106 @@
+"""The recorder: commits batches of attempt outcomes on a thread, so the loop keeps going.
+
+A commit waits for an fsync (about a millisecond, many under load). If the
+runner's loop waited too, its workers would sit idle after each job until
+the loop came back to hand them the next. The executor therefore gives each
+batch of finishes to this recorder and goes on dispatching; the batch is
+written by `Store.finish_many` on the recorder's own thread (its own SQLite
+connection and job-lock descriptor; the GIL is released while SQLite writes
+and fsyncs). When the commit returns, a byte on a pipe wakes the loop, which
+then settles the batch (`collect`).
+
+Invariants: at most one batch is in flight, so batches commit in the order
+given and a job's outcomes never race each other; a batch's result is read
+only once; an outcome counts as recorded only when `collect` returned its
+record (the loop never reports an attempt as ended before its commit).
+`close` waits for the batch in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import select
+import threading
+from collections.abc import Sequence
+
+from harunner.errors import StoreError
+from harunner.store import JobRecord, Store
+from harunner.store.transitions import Outcome
+
+Result = list[JobRecord] | StoreError
+
+
+class Recorder:
+    """One background writer of outcome batches for one executor."""
+
+    def __init__(self, store: Store, lock_wait: float) -> None:
+        self._store = store
+        self._lock_wait = lock_wait
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._requests: queue.SimpleQueue[Sequence[Outcome] | None] = queue.SimpleQueue()
+        self._result: Result | None = None
+        self._in_flight = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A batch is being committed."""
+        return self._in_flight
+
+    def fileno(self) -> int:
+        """Readable when the batch in flight has been committed (or refused)."""
+        return self._read
+
+    def submit(self, outcomes: Sequence[Outcome]) -> None:
+        """Commit `outcomes` in one transaction, in the background; only when not busy."""
+        assert not self._in_flight, "one batch at a time"
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="harunner-recorder",
+                                            daemon=True)
+            self._thread.start()
+        self._in_flight = True
+        self._requests.put(list(outcomes))
+
+    def collect(self, wait: float | None = 0.0) -> Result | None:
+        """The result of the batch in flight once it is committed (None: not yet).
+
+        `wait` None blocks until it is."""
+        if not self._in_flight:
+            return None
+        if wait is None or wait > 0:
+            select.select([self._read], [], [], wait)
+        try:
+            os.read(self._read, 64)
+        except BlockingIOError:
+            return None
+        result, self._result, self._in_flight = self._result, None, False
+        assert result is not None
+        return result
+
+    def close(self) -> Result | None:
+        """Wait for the batch in flight (its result, if any) and stop the thread."""
+        result = self.collect(None) if self._in_flight else None
+        if self._thread is not None:
+            self._requests.put(None)
+            self._thread.join(5.0)
+            self._thread = None
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return result
+
+    def _serve(self) -> None:
+        while True:
+            batch = self._requests.get()
+            if batch is None:
+                return
+            try:
+                result: Result = self._store.finish_many(batch, lock_wait=self._lock_wait)
+            except StoreError as refused:  # busy or full: the executor retries the batch
+                result = refused
+            except Exception as error:  # never lose the loop's wake-up to a bug
+                result = StoreError(f"recording outcomes failed: {error!r}")
+            self._result = result
+            os.write(self._write, b"x")
