@@ -1,5 +1,5 @@
 """`python -m harunner` runs the CLI."""
 
-from harunner.cli.app import main
+from harunner.cli.entry import main
 
 main()

@@ -20,6 +20,7 @@ import typer
 from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
+from harunner.cli.entry import report
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:
@@ -44,14 +45,8 @@ def reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except HarunnerError as error:
-            typer.echo(f"harunner: {error}", err=True)
-            raise typer.Exit(error.exit_code) from None
-        except OSError as error:
-            where = f"{error.filename}: " if error.filename else ""
-            typer.echo(f"harunner: {where}{error.strerror or error}; check the state directory "
-                       "(config state_dir, $HARUNNER_STATE_DIR or --state-dir)", err=True)
-            raise typer.Exit(exit_codes.USAGE) from None
+        except (HarunnerError, OSError) as error:
+            raise typer.Exit(report(error)) from None
     return wrapper  # type: ignore[return-value]
 
 

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -344,6 +343,8 @@ class Store:
         """Delete finished jobs last updated before `older_than_wall`, with their files."""
         if not self._readable():
             return 0
+        import shutil  # here: a submission never prunes (shutil pulls in bz2 and lzma)
+
         count = 0
         while True:
             chosen = self._table.finished_before(older_than_wall, 500)

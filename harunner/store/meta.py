@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
-
-import filelock
 
 from harunner.errors import ClusterError, CorruptFileError
 from harunner.store import durable
@@ -56,7 +53,7 @@ def cluster_id(layout: Layout, create: bool = False) -> str:
         if not create:
             raise ClusterError(f"{layout.root} holds no cluster yet; run `harunner start` "
                                "first") from None
-    identity = secrets.token_hex(8)
+    identity = os.urandom(8).hex()
     write_meta(path, {"cluster": identity})
     return identity
 
@@ -76,6 +73,8 @@ def is_held(lock_path: Path) -> bool:
     """True if a live process holds the flock at `lock_path`."""
     if not lock_path.exists():
         return False
+    import filelock  # here: `harunner submit` never needs it (its import costs ~20 ms)
+
     lock = filelock.FileLock(str(lock_path), thread_local=False)
     try:
         lock.acquire(timeout=0)
