@@ -345,7 +345,7 @@ class Executor:
             if started is not None:
                 took = now - started
                 average = self._attempt_time
-                self._attempt_time = took if average is None else 0.8 * average + 0.2 * took
+                self._attempt_time = took if average is None else (average + took) / 2
             found.append(self._ended(job_id, outcome))
         return found
 

@@ -24,6 +24,11 @@ class PeerWatch:
     def fds(self) -> list[int]:
         return self._watch.fds()
 
+    def due(self, ready: set[object]) -> bool:
+        """Whether `exited` has news: a pidfd in `ready`, or a peer gone before it was watched."""
+        fds = self._watch.fds()
+        return bool(ready.intersection(fds)) or len(fds) != len(self._watch.keys())
+
     def exited(self) -> list[tuple[int, int]]:
         """The (slot, pid) of every watched peer that exited since the last call."""
         pids = {slot: self._watch.pid(slot) for slot in self._watch.keys()}

@@ -125,17 +125,21 @@ class Runner:
         self._feed(self.core.tick(now))
         if now >= self.next_beat:
             self._beat(now)
-        self._wait(self._timeout(now))
+        ready = self._wait(self._timeout(now))
         now = time.monotonic()  # fresh after the wait: a pause in it is seen by the core
-        self._check_peer_exits()
+        if self.peers.due(ready):
+            self._check_peer_exits()
         self._read_bus()
         self._feed(self.core.listened(time.monotonic()))
-        for frame in self.link.drain():
-            self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
-        if self.doorbell.drain():
+        if self.link.inbound in ready:
+            for frame in self.link.drain():
+                self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
+        if self.doorbell.fileno() in ready and self.doorbell.drain():
             self.next_feed = 0.0
             self.scheduler.poke()
-        self._reap_workers(now)
+        deadline = self.executor.next_deadline()
+        if ready & set(self.executor.sentinels()) or (deadline is not None and now >= deadline):
+            self._reap_workers(now)
         self._give_back(time.monotonic())
         self._keep_beating()
         now = time.monotonic()
@@ -213,15 +217,17 @@ class Runner:
         if records:
             self._feed(self.core.observe(records, time.monotonic()))
 
-    def _wait(self, timeout: float) -> None:
+    def _wait(self, timeout: float) -> set[object]:
         """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`
-        (not the bus: beats are read every turn, and a turn comes once a heartbeat)."""
+        (not the bus: beats are read every turn, and a turn comes once a heartbeat);
+        what is ready (sockets and fds, all level-triggered: what is not handled this
+        turn is ready again at the next wait)."""
         poller = zmq.Poller()
         poller.register(self.link.inbound, zmq.POLLIN)
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
         for fd in self.executor.sentinels() + self.peers.fds():
             poller.register(fd, zmq.POLLIN)
-        poller.poll(int(timeout * 1000))
+        return {source for source, _ in poller.poll(int(timeout * 1000))}
 
     def _check_peer_exits(self) -> None:
         for slot, pid in self.peers.exited():

@@ -27,6 +27,7 @@ from harunner.store import (
     Submission,
     TakeOver,
 )
+from harunner.store.transitions import Release
 
 A, B = Owner(0, 1), Owner(1, 1)
 
@@ -79,6 +80,24 @@ def test_take_over_many_applies_skips_and_reports_busy(store: Store, children) -
     assert [(r.job_id, r.generation, r.owner) for r in applied] == [(ids[0], 2, B)]
     assert busy == [TakeOver(ids[1], 2, B)]
     assert store.take_over_many([TakeOver(ids[0], 2, B)])[0] == [store.get(ids[0])]
+
+
+def test_release_many_gives_back_only_its_own_unstarted_claims(store: Store) -> None:
+    ids = _running(store, 5)
+    store.take_over(ids[1], 2, B)          # moved on: no longer A's at generation 1
+    store.finish(ids[2], 1, result=None)   # finished
+    given = store.release_many([Release(ids[0], 1, A), Release(ids[1], 1, A),
+                                Release(ids[2], 1, A), Release(ids[3], 1, B),
+                                Release(ids[4], 2, A), Release("no-such-job", 1, A)])
+    assert [r.job_id for r in given] == [ids[0]]
+    back = store.get(ids[0])
+    assert (back.state, back.generation, back.owner, back.attempts) == (JobState.PENDING, 1,
+                                                                       None, 0)
+    assert store.get(ids[1]).owner == B and store.get(ids[3]).owner == A
+    again = store.assign(ids[0], B, 1)  # the next claim raises the generation as usual
+    assert (again.generation, again.owner, again.attempts) == (2, B, 1)
+    with pytest.raises(FencedError):    # nothing at the released generation writes again
+        store.write_checkpoint(ids[0], 1, {})
 
 
 def test_finish_many_is_fenced_per_job(store: Store) -> None:

@@ -1,0 +1,58 @@
+"""Claiming ahead: the executor's room for a queue of short jobs, and giving back stuck claims.
+
+Catches: a queue ahead of the workers while attempts are long (a long job would hold up
+claimed jobs that another runner could run); no queue at all while attempts are short (the
+workers would wait for the runner after every job); a claimed job stuck behind long jobs
+that is never reported overdue; a started attempt, or a job taken over (not claimed ahead),
+reported overdue (giving it back would run it twice, or hand back a take-over).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from executor_harness import Harness, wait_for
+
+from harunner.executor.executor import RELEASE_AFTER, Executor
+
+
+@pytest.fixture
+def one(tmp_path):
+    harness = Harness(tmp_path, concurrency=1)
+    harness.executor.prefetch = 8
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def test_room_grows_a_queue_only_while_attempts_are_short(one: Harness) -> None:
+    executor: Executor = one.executor
+    assert executor.room() == executor.free_slots() == 1  # nothing measured yet: no queue
+    one.run(one.submit("executor_test_jobs.succeed", {"value": 1}))
+    assert executor._attempt_time is not None  # measured from dispatch to outcome
+    executor._attempt_time = 0.001  # as if attempts took a millisecond
+    assert executor.room() == 1 + 8  # the free worker and the whole queue ahead
+    executor._attempt_time = 5.0  # as if attempts took seconds
+    assert executor.room() == executor.free_slots()
+
+
+def test_a_claim_stuck_behind_a_long_job_is_overdue_and_forgotten(one: Harness) -> None:
+    executor: Executor = one.executor
+    long = one.submit("executor_test_jobs.sleeper", {"pid_file": one.pid_file()})
+    executor.start(long, releasable=True)  # started at once: never overdue
+    taken = one.submit("executor_test_jobs.succeed", {"value": 1})
+    executor.start(taken)  # queued, but a take-over: never given back
+    claimed = one.submit("executor_test_jobs.succeed", {"value": 2})
+    started = time.monotonic()
+    executor.start(claimed, releasable=True)
+    assert executor.overdue(started) == []
+    due = executor.release_due()
+    assert due is not None and due <= started + RELEASE_AFTER + 0.01
+    found = wait_for(lambda: executor.overdue(time.monotonic()), RELEASE_AFTER + 5)
+    assert [r.job_id for r in found] == [claimed.job_id]
+    executor.forget([claimed.job_id])
+    assert claimed.job_id not in executor.running()
+    assert set(executor.running()) == {long.job_id, taken.job_id}
+    assert executor.release_due() is None
