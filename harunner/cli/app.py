@@ -20,7 +20,7 @@ import typer
 from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
-from harunner.cli.entry import report
+from harunner.cli.errors import report
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:

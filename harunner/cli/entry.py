@@ -8,7 +8,8 @@ through the client; anything else (another command, `--help`, `--wait`, an
 option this parser does not know, a missing value) goes to the Typer app
 unchanged, which parses it and prints its own usage errors. Both paths store
 the same way, print the same line (the job id) and report errors the same way
-(`report`, one line, the exit code of `harunner.api.exit_codes`).
+(`harunner.cli.errors.report`: one line, the exit code of
+`harunner.api.exit_codes`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 
 from harunner.api import exit_codes
+from harunner.cli.errors import report
 from harunner.errors import HarunnerError
 
 _VALUED = {"--arg": "args", "-a": "args", "--config": "config", "-c": "config",
@@ -64,19 +66,6 @@ def parse_submit(argv: list[str]) -> Submit | None:
         return None
     plan.args, plan.config, plan.state_dir = args, options["config"], options["state_dir"]
     return plan
-
-
-def report(error: BaseException) -> int:
-    """Print a user's error as one line on stderr; the exit code it maps to."""
-    if isinstance(error, HarunnerError):
-        print(f"harunner: {error}", file=sys.stderr)
-        return error.exit_code
-    if isinstance(error, OSError):
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"harunner: {where}{error.strerror or error}; check the state directory "
-              "(config state_dir, $HARUNNER_STATE_DIR or --state-dir)", file=sys.stderr)
-        return exit_codes.USAGE
-    raise error
 
 
 def submit(plan: Submit) -> int:

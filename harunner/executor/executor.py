@@ -3,32 +3,31 @@
 The runner calls `start(record)` for a job it owns (RUNNING at
 `record.generation`), waits on `sentinels()` with the rest of its loop, then
 calls `reap(now)` and `check_timeouts(now)`; `kill(job_id)` when it loses
-ownership; `shutdown()` when it stops; `free_slots()` to assign no more jobs
-than it has free workers. See `harunner.executor.worker` for the worker's
-side, `attempt` for one attempt, `outcomes` for the rule of faults, `pool`
-for the worker processes, and `launcher` for how workers start.
+ownership; `shutdown()` when it stops; `room()` to claim no more jobs than it
+has free workers and a short queue ahead (`lookahead`). See `worker` for the
+worker's side, `attempt` for one attempt, `outcomes` for the rule of faults,
+`pool` for the worker processes, `launcher` for how they start, `recorder`
+for the group commit of outcomes.
 
 Two modes. `worker_mode="pool"`: `concurrency` long-lived workers (default one
-per core), each running many jobs in turn; a job is handed to an idle worker
-over its pipe and the worker sends the outcome back. `worker_mode="process"`:
-one fresh worker per job (it exits after reporting), with one spare started
-in advance. Jobs beyond the free workers wait in a FIFO queue and still count
-in `running()` (a takeover must never be refused for want of a worker).
+per core), each running many jobs in turn, handed over its pipe.
+`worker_mode="process"`: one fresh worker per job, with one spare started in
+advance. Jobs beyond the free workers wait in a FIFO queue and still count in
+`running()` (a takeover must never be refused for want of a worker).
 
-Responsibilities and invariants:
-- Outcomes are recorded here, never by workers: every attempt that ended in
-  one `reap` is recorded through one `_record_outcomes` call. A write refused
-  as fenced only means a newer owner has the job; a store error keeps the
-  outcome and retries it on a later `reap` (the job stays in `running()`).
+Invariants:
+- Outcomes are recorded here, never by workers, in batches: freed workers get
+  their next job first, then the attempts that ended go to the recorder's
+  thread as one transaction (those that end meanwhile wait for the next); an
+  attempt is reported ended only once its commit returned. Fenced means a
+  newer owner has the job; a store error keeps the outcome for a later retry.
 - A job's crash, timeout, lost ownership or cancel kills only its worker and
-  that worker's descendants (found through /proc, setsid() or not: workers
-  are child subreapers, and so is this process, so that a dead worker's
-  orphans come here and are killed when it is buried); the worker is replaced.
+  that worker's descendants (workers and this process are child subreapers,
+  so nothing escapes through setsid()); the worker is replaced.
 - An infrastructure fault (see `outcomes`) records nothing: the attempt is
   re-run from its checkpoint after a short capped wait, attempts unchanged.
-- A worker is signalled only through its pidfd, which cannot hit a recycled
-  pid. Timeouts use the monotonic `now` passed in; retry times use the wall
-  clock (`clock`), like the store's `not_before`.
+- A worker is signalled only through its pidfd. Timeouts use the monotonic
+  `now` passed in; retry times the wall clock (`clock`), like `not_before`.
 """
 
 from __future__ import annotations
@@ -45,42 +44,25 @@ from pathlib import Path
 from harunner.errors import (
     FencedError,
     HarunnerError,
-    LockTimeoutError,
     StaleTransitionError,
     StoreError,
 )
 from harunner.executor import descendants, outcomes
 from harunner.executor.attempt import Assignment, Outcome
+from harunner.executor.exits import WorkerExit, label
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
+from harunner.executor.lookahead import Lookahead
 from harunner.executor.outcomes import Ended, Finish
 from harunner.executor.pool import Pool
 from harunner.executor.recorder import Recorder, Result
 from harunner.store import JobRecord, JobState, Store
 from harunner.store.transitions import Outcome as StoreOutcome
 
-OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed", "infra")
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
-PREFETCH_WINDOW = 0.02  # claim ahead at most this much queued work (by recent attempt times)
-RELEASE_AFTER = 0.2     # a claimed job still queued this long is given back for others to run
 GROUP_MAX = 256         # outcomes committed together at most (the rest wait for the next)
 log = logging.getLogger("harunner.executor")
-
-
-@dataclass(frozen=True)
-class WorkerExit:
-    """How an attempt ended: `outcome` is one of OUTCOMES.
-
-    `exitcode` is the worker's exit code (< 0: a signal) when the worker died
-    or was killed, None when the worker reported the outcome itself. "infra":
-    not recorded; the job stays in `running()` and is re-run from its checkpoint.
-    """
-
-    job_id: str
-    generation: int
-    exitcode: int | None
-    outcome: str
 
 
 @dataclass
@@ -91,8 +73,6 @@ class _Job:
     started_at: float | None = None
     kills: int = 0
     faults: int = 0
-    queued_at: float = 0.0
-    releasable: bool = False  # claimed ahead and never started: may be given back
 
 
 class Executor:
@@ -112,8 +92,7 @@ class Executor:
         self.worker_mode = worker_mode
         self.concurrency = concurrency if concurrency > 0 else max(1, os.cpu_count() or 1)
         self._keep_spare = spare
-        self.prefetch = max(0, prefetch)
-        self._attempt_time: float | None = None  # moving average of attempt durations (s)
+        self.lookahead = Lookahead(prefetch)
         self._clock = clock
         self._store = Store(self.state_dir, lock_timeout=lock_timeout)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
@@ -148,7 +127,9 @@ class Executor:
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        self._jobs[record.job_id] = _Job(record, queued_at=now, releasable=releasable)
+        self._jobs[record.job_id] = _Job(record)
+        if releasable:
+            self.lookahead.claimed(record.job_id, now)
         self._queue.append(record.job_id)
         self._dispatch(now)
 
@@ -165,36 +146,18 @@ class Executor:
         return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
 
     def room(self) -> int:
-        """How many more jobs to claim: the free workers, plus a queue ahead of them
-        (at most `prefetch`) when recent attempts were short enough that the queue holds
-        no more than PREFETCH_WINDOW of work. Long jobs get no queue: they never hold up
-        a claimed job that another runner's free worker could run."""
-        ahead = 0
-        if self.prefetch and self._attempt_time is not None:
-            ahead = min(self.prefetch, int(PREFETCH_WINDOW * self.concurrency
-                                           / max(self._attempt_time, 1e-5)))
-        busy = len(self._pool.busy) + len(self._queue) + len(self._waiting)
-        room = max(0, self.concurrency + ahead - busy)
-        if self._queue and room < ahead // 2:
-            return 0  # the queue still feeds the workers: claim later, in a bigger batch
-        return room
+        """How many more jobs to claim: the free workers and a queue ahead (`lookahead`)."""
+        holding = len(self._pool.busy) + len(self._queue) + len(self._waiting)
+        return self.lookahead.room(self.concurrency, holding, len(self._queue))
 
     def overdue(self, now: float) -> list[JobRecord]:
-        """Claimed-ahead jobs queued longer than RELEASE_AFTER (every worker is held by
-        longer jobs): the runner gives them back (`Store.release_many`), then `forget`s
-        those it gave back."""
-        found = []
-        for job_id in self._queue:
-            job = self._jobs[job_id]
-            if job.releasable and now - job.queued_at > RELEASE_AFTER:
-                found.append(job.record)
-        return found
+        """Claimed-ahead jobs stuck in the queue: the runner gives them back
+        (`Store.release_many`), then `forget`s those it gave back."""
+        return [self._jobs[job_id].record for job_id in self.lookahead.overdue(now)]
 
     def release_due(self) -> float | None:
-        """When the oldest releasable queued job becomes overdue, if there is one."""
-        times = [self._jobs[j].queued_at + RELEASE_AFTER for j in self._queue
-                 if self._jobs[j].releasable]
-        return min(times, default=None)
+        """When the oldest claimed-ahead queued job becomes overdue, if there is one."""
+        return self.lookahead.due()
 
     def forget(self, job_ids: Sequence[str]) -> None:
         """Drop queued jobs that were given back; never touches a started attempt."""
@@ -202,6 +165,7 @@ class Executor:
             if job_id in self._queue:
                 self._queue.remove(job_id)
                 self._jobs.pop(job_id, None)
+                self.lookahead.started(job_id)
 
     @property
     def spare_pid(self) -> int | None:
@@ -287,6 +251,7 @@ class Executor:
             return None
         generation = job.record.generation
         self._unrecorded.pop(job_id, None)
+        self.lookahead.started(job_id)
         self._ready = [item for item in self._ready if item.record.job_id != job_id]
         self._waiting.pop(job_id, None)
         if job_id in self._queue:
@@ -298,15 +263,15 @@ class Executor:
     def shutdown(self) -> list[WorkerExit]:
         """Record the attempts that ended, then kill every job's worker and every idle
         worker, and reap them."""
-        done = self._recorder.close()
-        if done is not None:
-            self._settled(done, time.monotonic())
-        while self._ready:
-            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
-            self._settle(batch, time.monotonic())
-            done = self._recorder.close()
+        while True:  # what ended is recorded before the workers go
+            done = self._recorder.collect(None)
             if done is not None:
                 self._settled(done, time.monotonic())
+            if not self._ready:
+                break
+            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
+            self._settle(batch, time.monotonic())
+        self._recorder.close()
         exits = [exit for exit in map(self.kill, list(self._jobs)) if exit is not None]
         self._pool.shutdown()
         if self._adopting:
@@ -334,7 +299,8 @@ class Executor:
                 continue
             self._queue.popleft()
             self._pool.started(job_id, proc, now)
-            job.started_at, job.terminated_at, job.releasable = now, None, False
+            job.started_at, job.terminated_at = now, None
+            self.lookahead.started(job_id)
             job.deadline = now + job.record.timeout if job.record.timeout else None
 
     def _collect_outcomes(self) -> list[Ended]:
@@ -343,9 +309,7 @@ class Executor:
         for job_id, outcome in self._pool.outcomes():
             started = self._jobs[job_id].started_at
             if started is not None:
-                took = now - started
-                average = self._attempt_time
-                self._attempt_time = took if average is None else (average + took) / 2
+                self.lookahead.measured(now - started)
             found.append(self._ended(job_id, outcome))
         return found
 
@@ -390,12 +354,9 @@ class Executor:
         """The batch in flight was committed (or refused): end, or keep for a retry."""
         pending, self._in_flight = self._in_flight, []
         if isinstance(result, StoreError):  # the database is busy or full: all of them later
-            results: list[JobRecord | StoreError] = [result for _ in pending]
-        else:
-            written = {record.job_id: record for record in result}
-            results = [written.get(f.job_id) or self._why_not(f) for _, f in pending]
+            result = [result for _ in pending]
         exits = []
-        for (item, _), outcome in zip(pending, results, strict=True):
+        for (item, _), outcome in zip(pending, result, strict=True):
             if not self._current(item):
                 continue  # killed while it was being recorded: the kill was reported
             if isinstance(outcome, FencedError | StaleTransitionError):
@@ -406,24 +367,13 @@ class Executor:
                 self._unrecorded[item.record.job_id] = item
                 self._record_retry_at = now + RECORD_RETRY
             else:
-                exits.append(self._done(item, _label(item.kind, outcome)))
+                exits.append(self._done(item, label(item.kind, outcome)))
         return exits
 
     def _current(self, item: Ended) -> bool:
         """`item` is the attempt this executor still runs for its job (not killed since)."""
         job = self._jobs.get(item.record.job_id)
         return job is not None and job.record.generation == item.record.generation
-
-    def _why_not(self, finish: Finish) -> StoreError:
-        """Why `finish` was left out of a batch: fenced (moved on) or its lock was busy."""
-        try:
-            record = self._store.get(finish.job_id)
-        except StoreError as error:
-            return error
-        if record.state is JobState.RUNNING and record.generation == finish.generation:
-            return LockTimeoutError(f"job {finish.job_id}: its lock was busy; retrying")
-        return StaleTransitionError(f"job {finish.job_id} is {record.state.value}@"
-                                    f"{record.generation}, not running@{finish.generation}")
 
     def _done(self, item: Ended, outcome: str) -> WorkerExit:
         if self._current(item):
@@ -441,12 +391,3 @@ class Executor:
         job.deadline = job.terminated_at = None
         self._waiting[item.record.job_id] = now + delay
         return WorkerExit(item.record.job_id, item.record.generation, item.exitcode, "infra")
-
-
-def _label(kind: str, record: JobRecord) -> str:
-    """The WorkerExit outcome for a recorded attempt of `kind` that left `record`."""
-    if kind == "succeeded":
-        return "succeeded" if record.state is JobState.SUCCEEDED else "failed"
-    if kind == "failed":
-        return "retrying" if record.state is JobState.PENDING else "failed"
-    return kind

@@ -25,11 +25,11 @@ import select
 import threading
 from collections.abc import Sequence
 
-from harunner.errors import StoreError
-from harunner.store import JobRecord, Store
+from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
+from harunner.store import JobRecord, JobState, Store
 from harunner.store.transitions import Outcome
 
-Result = list[JobRecord] | StoreError
+Result = list[JobRecord | StoreError] | StoreError  # per outcome, or for the whole batch
 
 
 class Recorder:
@@ -96,11 +96,25 @@ class Recorder:
             batch = self._requests.get()
             if batch is None:
                 return
+            result: Result
             try:
-                result: Result = self._store.finish_many(batch, lock_wait=self._lock_wait)
+                applied = self._store.finish_many(batch, lock_wait=self._lock_wait)
+                written = {record.job_id: record for record in applied}
+                result = [written.get(item.job_id) or self._why_not(item) for item in batch]
             except StoreError as refused:  # busy or full: the executor retries the batch
                 result = refused
             except Exception as error:  # never lose the loop's wake-up to a bug
                 result = StoreError(f"recording outcomes failed: {error!r}")
             self._result = result
             os.write(self._write, b"x")
+
+    def _why_not(self, item: Outcome) -> StoreError:
+        """Why `item` was left out of its batch: fenced (the job moved on) or its lock was busy."""
+        try:
+            record = self._store.get(item.job_id)
+        except StoreError as error:
+            return error
+        if record.state is JobState.RUNNING and record.generation == item.generation:
+            return LockTimeoutError(f"job {item.job_id}: its lock was busy; retrying")
+        return StaleTransitionError(f"job {item.job_id} is {record.state.value}@"
+                                    f"{record.generation}, not running@{item.generation}")

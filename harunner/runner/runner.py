@@ -1,12 +1,11 @@
 """A runner process: one slot of the cluster, the I/O shell around its ownership core.
 
 It heartbeats on the bus from its main loop, votes and proposes in Paxos, owns
-jobs and runs them in its pool of workers (the executor). What it owns is
-decided by the pure `harunner.runner.ownership.OwnershipCore`: this module feeds
-it beats, notices, records, decisions and `now`, and carries out the actions it
-returns (`harunner.runner.actions`) with the store, Paxos, the bus and the
-executor. Each runner claims due jobs for its own free workers
-(`harunner.runner.scheduler`); the one that owns `__scheduler__` is the primary.
+jobs and runs them on its executor's workers. The pure `ownership.OwnershipCore`
+decides what it owns: this shell feeds it beats, notices, records (`feed`),
+decisions and `now`, and carries out the `actions` it returns. Each runner
+claims due jobs for its own workers (`scheduler`); the owner of `__scheduler__`
+is the primary.
 
 Invariants: one live process per slot (the slot lock is held for life); beats
 come from the main loop only, so a stuck runner stops beating; Paxos state is
@@ -25,12 +24,7 @@ import time
 import zmq
 
 from harunner.config import Config
-from harunner.errors import (
-    FrameError,
-    HarunnerError,
-    StoreError,
-    UnknownJobError,
-)
+from harunner.errors import FrameError, HarunnerError, StoreError
 from harunner.executor.executor import Executor
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, PeerLink, Publisher, Subscriber
@@ -38,20 +32,18 @@ from harunner.paxos import InstanceKey, Value
 from harunner.runner import actions as act
 from harunner.runner.compaction import compact
 from harunner.runner.consensus import Consensus
+from harunner.runner.feed import Feed
 from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
 from harunner.runner.slot import make_rng, take_slot
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
+from harunner.store import JobRecord, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
-from harunner.store.transitions import Release
 from harunner.store.transitions import TakeOver as TakeOverItem
 from harunner.store.wakeup import WakeSocket, wake
 
 log = logging.getLogger("harunner.runner")
-FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
-FEED_BATCH = 500      # changed records read per turn; the rest on the next turn
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
 TAKEOVER_RETRY = 0.01  # a take-over whose job lock was busy is tried again this much later
 COMPACT_EVERY = 5.0
@@ -87,8 +79,7 @@ class Runner:
         self.primary_generation = 0
         self.seq = 0
         self.next_beat = 0.0
-        self.next_feed = 0.0
-        self.cursor = 0
+        self.feed = Feed(self.store)
         self.next_compact = started + COMPACT_EVERY
         self.rescan = True  # the first turn reads every RUNNING record
         self.retry_at: float | None = None  # busy take-overs are tried again then
@@ -135,7 +126,7 @@ class Runner:
             for frame in self.link.drain():
                 self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
         if self.doorbell.fileno() in ready and self.doorbell.drain():
-            self.next_feed = 0.0
+            self.feed.ring()
             self.scheduler.poke()
         deadline = self.executor.next_deadline()
         if ready & set(self.executor.sentinels()) or (deadline is not None and now >= deadline):
@@ -152,8 +143,10 @@ class Runner:
         if self.rescan:
             self.rescan = False
             self._reconcile()
-        elif now >= self.next_feed:
-            self._follow_feed(now)
+        elif self.feed.due(now):
+            records = self.feed.look(now)
+            if records:
+                self._feed(self.core.observe(records, time.monotonic()))
         if now >= self.next_compact:
             self.next_compact = now + COMPACT_EVERY
             compact(self.consensus, self.store, now, self.rng)
@@ -161,7 +154,7 @@ class Runner:
 
     def _timeout(self, now: float) -> float:
         """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
-        due = [self.next_beat, self.next_feed]
+        due = [self.next_beat, self.feed.next_look]
         if self.executor.room():  # no room: the next look waits for a worker to free up
             due.append(now + self.scheduler.due_in(now))
         for deadline in (self.executor.next_deadline(), self.retry_at,
@@ -171,11 +164,10 @@ class Runner:
         return max(0.0, min(due) - now)
 
     def _claim(self, now: float) -> None:
-        """Claim due jobs for this runner's free workers; start them."""
-        room = self.executor.room()  # free workers, and a short queue while jobs are short
+        """Claim due jobs for this runner's free workers and the queue ahead; start them."""
         self._keep_beating()  # a claim may wait for SQLite's write lock
         try:
-            claimed = self.scheduler.tick(now, time.time(), room)
+            claimed = self.scheduler.tick(now, time.time(), self.executor.room())
         except StoreError as error:  # busy or full: the next turn looks again
             log.info("no claim this turn: %s", error)
             return
@@ -192,9 +184,8 @@ class Runner:
         overdue = self.executor.overdue(now)
         if not overdue:
             return
-        items = [Release(r.job_id, r.generation, self.me) for r in overdue]
         try:
-            released = self.store.release_many(items)
+            released = self.scheduler.give_back(overdue)
         except StoreError as error:
             log.info("queued jobs not given back this turn: %s", error)
             return
@@ -205,17 +196,6 @@ class Runner:
             self.events.emit("gave_back", count=len(released), slot=self.slot)
             self._feed(self.core.observe(released, time.monotonic()))
             wake(self.layout.wake(s) for s in range(self.config.slots) if s != self.slot)
-
-    def _follow_feed(self, now: float) -> None:
-        """Read the records changed since the last look and let the core act on them."""
-        try:
-            records, self.cursor = self.store.changes(self.cursor, FEED_BATCH, brief=True)
-        except StoreError as error:
-            log.warning("cannot read the change feed: %s", error)
-            records = []
-        self.next_feed = now if len(records) == FEED_BATCH else now + FEED_EVERY
-        if records:
-            self._feed(self.core.observe(records, time.monotonic()))
 
     def _wait(self, timeout: float) -> set[object]:
         """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`
@@ -264,7 +244,7 @@ class Runner:
             elif isinstance(message, bus.OwnerChange):
                 self._feed(self.core.owner_changed(message, now))
             elif isinstance(message, bus.Poke):
-                self.next_feed = 0.0
+                self.feed.ring()
                 self.scheduler.poke()
 
     # -- carrying out the core's actions ---------------------------------------------------
@@ -380,35 +360,20 @@ class Runner:
 
     def _reconcile(self) -> None:
         """A full pass: every RUNNING record, and the records of this runner's workers."""
-        try:
-            cursor = self.store.head()  # changes from here on are followed by the feed
-            records = self.store.running()
-            self.cursor = max(self.cursor, cursor)
-        except StoreError as error:
-            log.warning("cannot list jobs: %s", error)
-            return
-        listed = {record.job_id for record in records}
-        for job_id in self.executor.running():
-            if job_id not in listed:
-                try:
-                    records.append(self.store.get(job_id))
-                except StoreError:
-                    continue
-        self._feed(self.core.reconcile(records, time.monotonic(), self.executor.running()))
+        records = self.feed.full(self.executor.running())
+        if records is not None:
+            self._feed(self.core.reconcile(records, time.monotonic(), self.executor.running()))
 
     def _claim_scheduler(self) -> None:
         """The first runner up takes the scheduler duty of a new cluster by compare-and-set."""
         try:
-            try:
-                record = self.store.get(SCHEDULER_JOB)
-            except UnknownJobError:
-                record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
-            if record.state is JobState.PENDING:
-                claimed = self.store.assign(SCHEDULER_JOB, self.me, record.generation)
-                self._announce(claimed)
-                self._feed(self.core.observe([claimed], time.monotonic()))
+            claimed = self.scheduler.claim_duty()
         except StoreError as error:
             log.info("scheduler duty not claimed: %s", error)
+            return
+        if claimed is not None:
+            self._announce(claimed)
+            self._feed(self.core.observe([claimed], time.monotonic()))
 
     def _reap_workers(self, now: float) -> None:
         self.executor.check_timeouts(now)

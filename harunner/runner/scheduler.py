@@ -1,7 +1,8 @@
 """Claiming work: each runner takes due PENDING jobs for its own free workers.
 
 Every runner, primary or standby, claims for itself: when it has room (free
-workers plus a short queue of `prefetch` jobs, as Celery's prefetch does),
+workers, plus a short queue ahead of them while attempts are short:
+`harunner.executor.lookahead`),
 it reads the earliest due PENDING jobs through the store's index and moves
 them PENDING@g -> RUNNING@g+1 owned by itself in one transaction
 (`Store.assign_many`, a compare-and-set per job). Two runners reading the same
@@ -14,12 +15,19 @@ attempt ended, it was just started), again at once while it is still finding
 work, and otherwise every `rescan` seconds (a retry whose back-off ran out
 needs no poke). Each look is one indexed query bounded by the room it has, so
 its cost does not grow with the number of pending or finished jobs.
+
+Claimed jobs stuck in the queue behind longer ones are given back
+(`give_back`: PENDING again at their generation, the claim not counted as an
+attempt), and the first runner of a new cluster takes the scheduler duty
+(`claim_duty`), both by compare-and-set in the store. Store errors propagate:
+the runner logs them and tries again on a later turn.
 """
 
 from __future__ import annotations
 
-from harunner.store import SCHEDULER_JOB, JobRecord, Owner, Store
-from harunner.store.transitions import Assignment
+from harunner.errors import UnknownJobError
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
+from harunner.store.transitions import Assignment, Release
 
 
 class Scheduler:
@@ -50,3 +58,18 @@ class Scheduler:
         more = len(due) == room or len(claimed) < len(due)  # full, or lost some races
         self.next_look = now if more else now + self.rescan
         return claimed
+
+    def give_back(self, overdue: list[JobRecord]) -> list[JobRecord]:
+        """Give back claimed jobs that never started; the records given back."""
+        return self.store.release_many([Release(r.job_id, r.generation, self.me)
+                                        for r in overdue])
+
+    def claim_duty(self) -> JobRecord | None:
+        """Create and claim the scheduler duty if it is free; the claimed record, if won."""
+        try:
+            record = self.store.get(SCHEDULER_JOB)
+        except UnknownJobError:
+            record = self.store.submit(SCHEDULER_JOB, {}, job_id=SCHEDULER_JOB)
+        if record.state is not JobState.PENDING:
+            return None
+        return self.store.assign(SCHEDULER_JOB, self.me, record.generation)

@@ -40,7 +40,7 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.failpoints import failpoint
-from harunner.store import job_files, legacy
+from harunner.store import job_files, legacy, upkeep
 from harunner.store import transitions as t
 from harunner.store.db import COMMIT_FAILPOINTS, Database
 from harunner.store.durable import KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
@@ -343,33 +343,12 @@ class Store:
         """Delete finished jobs last updated before `older_than_wall`, with their files."""
         if not self._readable():
             return 0
-        import shutil  # here: a submission never prunes (shutil pulls in bz2 and lzma)
-
-        count = 0
-        while True:
-            chosen = self._table.finished_before(older_than_wall, 500)
-            with self._held(chosen, wait=0.0) as busy:  # no retry can revive them meanwhile
-                free = [job_id for job_id in chosen if job_id not in busy]
-                for job_id in free:  # files first: a crash leaves a record without files
-                    shutil.rmtree(self._folder(job_id), ignore_errors=True)
-                    job_files.remove_entry(self.layout.legacy_job_lock(job_id))
-                with self._db.write() as writer:
-                    deleted = self._table.delete(writer, free, older_than_wall)
-            count += deleted
-            if len(chosen) < 500 or not free:
-                return count
+        return upkeep.prune(self._held, self.layout, self._table, self._db, older_than_wall)
 
     def rebuild_index(self) -> int:
-        """Check the job database (SQLite quick_check) and import 0.1.0 records; returns 0.
-
-        `CorruptFileError` if the check fails: the database is left as it is.
-        """
+        """Check the job database (SQLite quick_check); `CorruptFileError` if it fails."""
         self.init()
-        found = [str(row[0]) for row in self._db.read("PRAGMA quick_check")]
-        if found != ["ok"]:
-            raise CorruptFileError(f"{self.layout.database}: integrity check failed "
-                                   f"({'; '.join(found[:5])}); restore it from a backup")
-        return 0
+        return upkeep.check(self._db, self.layout.database)
 
     # -- locking --------------------------------------------------------------------
 

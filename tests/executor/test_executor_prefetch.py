@@ -14,13 +14,14 @@ import time
 import pytest
 from executor_harness import Harness, wait_for
 
-from harunner.executor.executor import RELEASE_AFTER, Executor
+from harunner.executor.executor import Executor
+from harunner.executor.lookahead import RELEASE_AFTER
 
 
 @pytest.fixture
 def one(tmp_path):
     harness = Harness(tmp_path, concurrency=1)
-    harness.executor.prefetch = 8
+    harness.executor.lookahead.prefetch = 8
     try:
         yield harness
     finally:
@@ -31,10 +32,10 @@ def test_room_grows_a_queue_only_while_attempts_are_short(one: Harness) -> None:
     executor: Executor = one.executor
     assert executor.room() == executor.free_slots() == 1  # nothing measured yet: no queue
     one.run(one.submit("executor_test_jobs.succeed", {"value": 1}))
-    assert executor._attempt_time is not None  # measured from dispatch to outcome
-    executor._attempt_time = 0.001  # as if attempts took a millisecond
+    assert executor.lookahead.attempt_time is not None  # measured from dispatch to outcome
+    executor.lookahead.attempt_time = 0.001  # as if attempts took a millisecond
     assert executor.room() == 1 + 8  # the free worker and the whole queue ahead
-    executor._attempt_time = 5.0  # as if attempts took seconds
+    executor.lookahead.attempt_time = 5.0  # as if attempts took seconds
     assert executor.room() == executor.free_slots()
 
 
