@@ -56,6 +56,7 @@ from harunner.executor.outcomes import Ended, Finish
 from harunner.executor.pool import Pool
 from harunner.executor.recorder import Recorder, Result
 from harunner.store import JobRecord, JobState, Store
+from harunner.store.transitions import Claim
 from harunner.store.transitions import Outcome as StoreOutcome
 
 WORKER_MODES = ("pool", "process")
@@ -107,6 +108,10 @@ class Executor:
         self._ready: list[Ended] = []  # ended attempts waiting for the next group commit
         self._recorder = Recorder(self._store, RECORD_LOCK_WAIT)
         self._in_flight: list[tuple[Ended, Finish]] = []  # the batch the recorder commits
+        self._wanted: Claim | None = None  # the claim to send with the next batch
+        self._claiming = 0  # the room of the claim in flight
+        self._claimed: list[JobRecord] = []  # won, not yet taken by the runner
+        self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next
         self._record_retry_at: float | None = None
 
     # -- starting ------------------------------------------------------------------
@@ -146,9 +151,25 @@ class Executor:
         return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
 
     def room(self) -> int:
-        """How many more jobs to claim: the free workers and a queue ahead (`lookahead`)."""
-        holding = len(self._pool.busy) + len(self._queue) + len(self._waiting)
+        """How many more jobs to claim: the free workers and a queue ahead (`lookahead`),
+        less a claim in flight."""
+        holding = len(self._pool.busy) + len(self._queue) + len(self._waiting) + self._claiming
         return self.lookahead.room(self.concurrency, holding, len(self._queue))
+
+    def want(self, claim: Claim) -> None:
+        """Claim due jobs in the recorder's next transaction (at once if it is idle); the
+        records won come from `take_claimed` after a later `reap`."""
+        self._wanted = claim
+        self._early += self._commit(time.monotonic())
+
+    def take_claimed(self) -> list[JobRecord]:
+        """The jobs claimed since the last call (RUNNING, owned by this runner): to start."""
+        claimed, self._claimed = self._claimed, []
+        return claimed
+
+    def has_news(self) -> bool:
+        """`reap` has something to report even if no worker and no deadline woke the loop."""
+        return bool(self._early or self._claimed)
 
     def overdue(self, now: float) -> list[JobRecord]:
         """Claimed-ahead jobs stuck in the queue: the runner gives them back
@@ -212,7 +233,8 @@ class Executor:
                 self._queue.append(job_id)
         self._pool.fill(now)
         self._dispatch(now)
-        return exits
+        early, self._early = self._early, []
+        return early + exits
 
     def _group_commit(self, ended: list[Ended], now: float) -> list[WorkerExit]:
         """Group commit: attempts that end while a batch is being committed wait, and go
@@ -222,10 +244,15 @@ class Executor:
         if done is not None:
             exits += self._settled(done, now)
         self._ready.extend(ended)
-        if self._ready and not self._recorder.busy:
-            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
-            exits += self._settle(batch, now)
-        return exits
+        return exits + self._commit(now)
+
+    def _commit(self, now: float) -> list[WorkerExit]:
+        """Send what waits (ended attempts, a claim) to the recorder, if it is free."""
+        if self._recorder.busy or not (self._ready or self._wanted):
+            return []
+        batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
+        claim, self._wanted = self._wanted, None
+        return self._settle(batch, now, claim)
 
     def check_timeouts(self, now: float) -> list[str]:
         """SIGTERM the worker group of each job past its timeout; SIGKILL the tree after grace."""
@@ -331,7 +358,8 @@ class Executor:
 
     # -- recording -----------------------------------------------------------------
 
-    def _settle(self, ended: list[Ended], now: float) -> list[WorkerExit]:
+    def _settle(self, ended: list[Ended], now: float, claim: Claim | None = None
+                ) -> list[WorkerExit]:
         """Settle every attempt in `ended`: resume infrastructure faults, drop fenced ones,
         and hand the finishes to the recorder as one batch (`_settled` takes the result)."""
         exits, pending = [], []
@@ -344,19 +372,23 @@ class Executor:
                 exits.append(self._done(item, "fenced"))
             else:
                 pending.append((item, finish))
-        if pending:
+        if pending or claim is not None:
             self._in_flight = pending
+            self._claiming = claim.room if claim is not None else 0
             self._recorder.submit([StoreOutcome(f.job_id, f.generation, f.result, f.error,
-                                                f.retry_at) for _, f in pending])
+                                                f.retry_at) for _, f in pending], claim)
         return exits
 
     def _settled(self, result: Result, now: float) -> list[WorkerExit]:
         """The batch in flight was committed (or refused): end, or keep for a retry."""
         pending, self._in_flight = self._in_flight, []
-        if isinstance(result, StoreError):  # the database is busy or full: all of them later
-            result = [result for _ in pending]
+        per, claimed = result
+        self._claimed += claimed
+        self._claiming = 0
+        if isinstance(per, StoreError):  # the database is busy or full: all of them later
+            per = [per for _ in pending]
         exits = []
-        for (item, _), outcome in zip(pending, result, strict=True):
+        for (item, _), outcome in zip(pending, per, strict=True):
             if not self._current(item):
                 continue  # killed while it was being recorded: the kill was reported
             if isinstance(outcome, FencedError | StaleTransitionError):

@@ -7,7 +7,9 @@ batch of finishes to this recorder and goes on dispatching; the batch is
 written by `Store.finish_many` on the recorder's own thread (its own SQLite
 connection and job-lock descriptor; the GIL is released while SQLite writes
 and fsyncs). When the commit returns, a byte on a pipe wakes the loop, which
-then settles the batch (`collect`).
+then settles the batch (`collect`). A batch may carry the runner's claim of
+due jobs (`Claim`): finishing and claiming then share one transaction, and
+the runner's loop never waits for SQLite's write lock to claim.
 
 Invariants: at most one batch is in flight, so batches commit in the order
 given and a job's outcomes never race each other; a batch's result is read
@@ -27,9 +29,10 @@ from collections.abc import Sequence
 
 from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
 from harunner.store import JobRecord, JobState, Store
-from harunner.store.transitions import Outcome
+from harunner.store.transitions import Claim, Outcome
 
-Result = list[JobRecord | StoreError] | StoreError  # per outcome, or for the whole batch
+# Per outcome (or for the whole batch), and the jobs claimed in the same transaction.
+Result = tuple[list[JobRecord | StoreError] | StoreError, list[JobRecord]]
 
 
 class Recorder:
@@ -39,7 +42,8 @@ class Recorder:
         self._store = store
         self._lock_wait = lock_wait
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._requests: queue.SimpleQueue[Sequence[Outcome] | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[list[Outcome], Claim | None] | None] = (
+            queue.SimpleQueue())
         self._result: Result | None = None
         self._in_flight = False
         self._thread: threading.Thread | None = None
@@ -53,15 +57,16 @@ class Recorder:
         """Readable when the batch in flight has been committed (or refused)."""
         return self._read
 
-    def submit(self, outcomes: Sequence[Outcome]) -> None:
-        """Commit `outcomes` in one transaction, in the background; only when not busy."""
+    def submit(self, outcomes: Sequence[Outcome], claim: Claim | None = None) -> None:
+        """Commit `outcomes` (and `claim`) in one transaction, in the background; only when
+        not busy."""
         assert not self._in_flight, "one batch at a time"
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="harunner-recorder",
                                             daemon=True)
             self._thread.start()
         self._in_flight = True
-        self._requests.put(list(outcomes))
+        self._requests.put((list(outcomes), claim))
 
     def collect(self, wait: float | None = 0.0) -> Result | None:
         """The result of the batch in flight once it is committed (None: not yet).
@@ -93,18 +98,20 @@ class Recorder:
 
     def _serve(self) -> None:
         while True:
-            batch = self._requests.get()
-            if batch is None:
+            request = self._requests.get()
+            if request is None:
                 return
+            batch, claim = request
             result: Result
             try:
-                applied = self._store.finish_many(batch, lock_wait=self._lock_wait)
+                applied, claimed = self._store.settle(batch, claim, lock_wait=self._lock_wait)
                 written = {record.job_id: record for record in applied}
-                result = [written.get(item.job_id) or self._why_not(item) for item in batch]
+                result = ([written.get(item.job_id) or self._why_not(item) for item in batch],
+                          claimed)
             except StoreError as refused:  # busy or full: the executor retries the batch
-                result = refused
+                result = (refused, [])
             except Exception as error:  # never lose the loop's wake-up to a bug
-                result = StoreError(f"recording outcomes failed: {error!r}")
+                result = (StoreError(f"recording outcomes failed: {error!r}"), [])
             self._result = result
             os.write(self._write, b"x")
 

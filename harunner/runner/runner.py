@@ -129,7 +129,8 @@ class Runner:
             self.feed.ring()
             self.scheduler.poke()
         deadline = self.executor.next_deadline()
-        if ready & set(self.executor.sentinels()) or (deadline is not None and now >= deadline):
+        if (ready & set(self.executor.sentinels()) or self.executor.has_news()
+                or (deadline is not None and now >= deadline)):
             self._reap_workers(now)
         self._give_back(time.monotonic())
         self._keep_beating()
@@ -164,19 +165,22 @@ class Runner:
         return max(0.0, min(due) - now)
 
     def _claim(self, now: float) -> None:
-        """Claim due jobs for this runner's free workers and the queue ahead; start them."""
-        self._keep_beating()  # a claim may wait for SQLite's write lock
-        try:
-            claimed = self.scheduler.tick(now, time.time(), self.executor.room())
-        except StoreError as error:  # busy or full: the next turn looks again
-            log.info("no claim this turn: %s", error)
+        """Ask for due jobs for this runner's workers and the queue ahead of them."""
+        claim = self.scheduler.request(now, time.time(), self.executor.room())
+        if claim is not None:
+            self.executor.want(claim)  # sent with the executor's next commit
+
+    def _start_claimed(self, now: float) -> None:
+        """Start the jobs a claim won (they may be given back while they wait)."""
+        claimed = self.executor.take_claimed()
+        if not claimed:
             return
-        if claimed:
-            self.claimed = {record.job_id for record in claimed}
-            try:
-                self._feed(self.core.observe(claimed, time.monotonic()))
-            finally:
-                self.claimed = set()
+        self.scheduler.won(now, claimed)
+        self.claimed = {record.job_id for record in claimed}
+        try:
+            self._feed(self.core.observe(claimed, time.monotonic()))
+        finally:
+            self.claimed = set()
 
     def _give_back(self, now: float) -> None:
         """Claimed jobs stuck in the queue behind longer ones go back to PENDING, where a
@@ -375,7 +379,7 @@ class Runner:
             self._announce(claimed)
             self._feed(self.core.observe([claimed], time.monotonic()))
 
-    def _reap_workers(self, now: float) -> None:
+    def _reap_workers(self, now: float) -> None:  # and start what a claim won
         self.executor.check_timeouts(now)
         ended = self.executor.reap(now)
         for exit_ in ended:
@@ -384,6 +388,7 @@ class Runner:
                              outcome=exit_.outcome, code=exit_.exitcode)
         if ended:
             self.scheduler.poke()  # room for more: claim at once
+        self._start_claimed(now)
 
     def close(self) -> None:
         self.peers.close()

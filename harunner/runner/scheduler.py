@@ -4,10 +4,11 @@ Every runner, primary or standby, claims for itself: when it has room (free
 workers, plus a short queue ahead of them while attempts are short:
 `harunner.executor.lookahead`),
 it reads the earliest due PENDING jobs through the store's index and moves
-them PENDING@g -> RUNNING@g+1 owned by itself in one transaction
-(`Store.assign_many`, a compare-and-set per job). Two runners reading the same
-due jobs cannot both win one: the loser's compare-and-set finds the job
-RUNNING and skips it. A runner with more room takes more, so work goes where
+them PENDING@g -> RUNNING@g+1 owned by itself, inside one write transaction
+(`Claim`, a compare-and-set per job): the query runs under SQLite's write
+lock, so two runners never claim the same job. The claim rides with the
+executor's next commit of outcomes (`request` / `won`), so the runner's loop
+never waits for the write lock to claim. A runner with more room takes more, so work goes where
 workers are free without a primary counting anyone's load.
 
 When it looks: at once when poked (a client rang the store's doorbell, an
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from harunner.errors import UnknownJobError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
-from harunner.store.transitions import Assignment, Release
+from harunner.store.transitions import Claim, Release
 
 
 class Scheduler:
@@ -38,6 +39,7 @@ class Scheduler:
         self.me = me
         self.rescan = rescan
         self.next_look = 0.0
+        self.asked = 0
 
     def poke(self) -> None:
         """Look at the next turn: something may have become due."""
@@ -47,16 +49,27 @@ class Scheduler:
         """Seconds until the next look (0 when one is due now)."""
         return max(0.0, self.next_look - now)
 
-    def tick(self, now: float, wall: float, room: int) -> list[JobRecord]:
-        """Claim up to `room` due jobs for this runner; the records it won."""
+    def request(self, now: float, wall: float, room: int) -> Claim | None:
+        """The claim to make now, if any: up to `room` jobs due at wall-clock `wall` (the
+        executor sends it with its next commit; `won` takes the result)."""
         if room <= 0 or now < self.next_look:
+            return None
+        self.asked = room
+        self.next_look = now + self.rescan  # unless `won` finds the room filled
+        return Claim(self.me, room, wall)
+
+    def won(self, now: float, claimed: list[JobRecord]) -> None:
+        """A claim came back: if it filled its room, more may be due, so look again now."""
+        if len(claimed) >= self.asked:
+            self.next_look = now
+
+    def tick(self, now: float, wall: float, room: int) -> list[JobRecord]:
+        """Claim up to `room` due jobs for this runner now, in a transaction of its own."""
+        claim = self.request(now, wall, room)
+        if claim is None:
             return []
-        due = [r for r in self.store.due_pending(wall, room + 1) if r.job_id != SCHEDULER_JOB]
-        due = due[:room]
-        claimed = self.store.assign_many([Assignment(r.job_id, self.me, r.generation)
-                                          for r in due]) if due else []
-        more = len(due) == room or len(claimed) < len(due)  # full, or lost some races
-        self.next_look = now if more else now + self.rescan
+        claimed = self.store.settle([], claim)[1]
+        self.won(now, claimed)
         return claimed
 
     def give_back(self, overdue: list[JobRecord]) -> list[JobRecord]:

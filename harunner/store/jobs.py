@@ -74,11 +74,9 @@ MIN_BUSY_TIMEOUT = 0.2  # SQLite's write lock is shared by all jobs: one commit 
 class Store:
     """One state directory. Safe across processes and threads (one connection each).
 
-    `lock_timeout` bounds every job-lock wait (seconds); `busy_timeout` bounds a
-    wait for SQLite's write lock (default: `lock_timeout`, at least
-    `MIN_BUSY_TIMEOUT`); `clock` gives
-    wall-clock time for the timestamps stored in records (never for timeouts).
-    """
+    `lock_timeout` bounds every job-lock wait (seconds); `busy_timeout` a wait for
+    SQLite's write lock (default `lock_timeout`, at least `MIN_BUSY_TIMEOUT`); `clock`
+    gives the wall-clock time stored in records (never used for timeouts)."""
 
     def __init__(self, root: Path, lock_timeout: float = 2.0,
                  clock: Callable[[], float] = time.time, *,
@@ -102,10 +100,8 @@ class Store:
         return cls(config.state_path, wait, busy_timeout=busy_timeout)
 
     def init(self) -> None:
-        """Create the state directory, its folders and the job database if missing; idempotent.
-
-        The first open imports harunner 0.1.0's record files (once, durably).
-        """
+        """Create the state directory, its folders and the job database if missing (and
+        import harunner 0.1.0's record files, once, durably); idempotent."""
         if not self._ready:
             job_files.make_layout(self.root)
             job_files.warn_if_network(self.root)
@@ -170,11 +166,7 @@ class Store:
 
     def count_unfinished(self) -> int:
         """How many jobs are PENDING or RUNNING, the scheduler duty left out (one indexed count)."""
-        if not self._readable():
-            return 0
-        found = self._db.read("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running') "
-                              "AND job_id != ?", (SCHEDULER_JOB,))
-        return int(found[0][0])
+        return self._table.count_unfinished(SCHEDULER_JOB) if self._readable() else 0
 
     def running(self) -> list[JobRecord]:
         """Every RUNNING job (the full reconcile at a runner's start)."""
@@ -238,7 +230,7 @@ class Store:
         return self._single(*self._transition([item], t.assigned))
 
     def assign_many(self, assignments: Sequence[t.Assignment]) -> list[JobRecord]:
-        """Assign many pending jobs in one transaction; stale ones are skipped, not raised."""
+        """Assign pending jobs in one transaction; stale ones are skipped, not raised."""
         return self._transition(assignments, t.assigned)[0]
 
     def take_over(self, job_id: str, generation: int, owner: Owner) -> JobRecord:
@@ -251,17 +243,12 @@ class Store:
 
         Never waits for a lock; an item that no longer applies is in neither list.
         """
-        with self._held([item.job_id for item in items], wait=0.0) as busy:
-            chosen = [item for item in items if item.job_id not in busy]
-            applied = self._transition(chosen, t.taken_over)[0] if chosen else []
-        return applied, [item for item in items if item.job_id in busy]
+        return self._without_waiting(items, t.taken_over)
 
     def release_many(self, items: Sequence[t.Release]) -> list[JobRecord]:
         """Give back claimed jobs that never started, in one transaction; never waits for a
         job lock (a busy one is left as it is); returns the records given back."""
-        with self._held([item.job_id for item in items], wait=0.0) as busy:
-            chosen = [item for item in items if item.job_id not in busy]
-            return self._transition(chosen, t.released)[0] if chosen else []
+        return self._without_waiting(items, t.released)[0]
 
     def finish(self, job_id: str, generation: int, *, result: Any = None,
                error: str | None = None, retry_at: float | None = None) -> JobRecord:
@@ -271,16 +258,27 @@ class Store:
 
     def finish_many(self, outcomes: Sequence[t.Outcome], *,
                     lock_wait: float | None = None) -> list[JobRecord]:
-        """Many fenced finishes in one transaction; returns the applied records.
+        """Many fenced finishes in one transaction; the applied records (see `settle`)."""
+        return self.settle(outcomes, None, lock_wait=lock_wait)[0]
+
+    def settle(self, outcomes: Sequence[t.Outcome], claim: t.Claim | None, *,
+               lock_wait: float | None = None) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Fenced finishes and a claim of due jobs in one transaction: (finished, claimed).
 
         Each job's lock is waited for at most `lock_wait` seconds (default
-        `lock_timeout`); fenced, stale and lock-busy outcomes are left out
-        (`get` tells which: a busy one is still RUNNING at its generation).
-        """
+        `lock_timeout`); fenced, stale and lock-busy outcomes are left out (`get`
+        tells which: a busy one is still RUNNING at its generation)."""
         wait = self.lock_timeout if lock_wait is None else lock_wait
         with self._held([item.job_id for item in outcomes], wait=wait) as busy:
             chosen = [item for item in outcomes if item.job_id not in busy]
-            return self._transition(chosen, t.finished)[0] if chosen else []
+            if not chosen and (claim is None or claim.room <= 0):
+                return [], []
+            now = self.clock()
+            with self._db.write() as writer:
+                done = self._table.transition(writer, chosen, t.job_of,
+                                              lambda record, item: t.finished(record, item, now))
+                won = self._table.claim(writer, claim, now) if claim and claim.room > 0 else []
+            return done[0], won
 
     def cancel(self, job_id: str) -> JobRecord:
         """CANCELLED at generation + 1, which fences the running owner."""
@@ -299,6 +297,15 @@ class Store:
         with self._db.write() as writer:
             return self._table.transition(writer, items, t.job_of,
                                           lambda record, item: change(record, item, now))
+
+    def _without_waiting(self, items: Sequence[Any], change: Callable[[JobRecord, Any, float],
+                         JobRecord]) -> tuple[list[JobRecord], list[Any]]:
+        """`change` each item under its job's lock, in one transaction, never waiting for a
+        lock: (applied records, items whose lock was busy)."""
+        with self._held([item.job_id for item in items], wait=0.0) as busy:
+            chosen = [item for item in items if item.job_id not in busy]
+            applied = self._transition(chosen, change)[0] if chosen else []
+        return applied, [item for item in items if item.job_id in busy]
 
     def _locked_one(self, item: Any, change: Callable[[JobRecord, Any, float], JobRecord]
                     ) -> JobRecord:

@@ -31,7 +31,7 @@ from harunner.failpoints import failpoint
 from harunner.store import job_files, rows
 from harunner.store.db import Database, Writer
 from harunner.store.model import JobRecord, JobState
-from harunner.store.transitions import Submission, created
+from harunner.store.transitions import Assignment, Claim, Submission, assigned, created, job_of
 
 log = logging.getLogger("harunner.store")
 
@@ -59,6 +59,11 @@ class JobTable:
         """The change number of the newest mutation (0 if none yet)."""
         found = self.db.read("SELECT value FROM meta WHERE key='sequence'")
         return int(found[0][0]) if found else 0
+
+    def count_unfinished(self, leave_out: str) -> int:
+        found = self.db.read("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running') "
+                             "AND job_id != ?", (leave_out,))
+        return int(found[0][0])
 
     def changes(self, after_seq: int, limit: int, brief: bool = False
                 ) -> tuple[list[JobRecord], int]:
@@ -145,6 +150,16 @@ class JobTable:
             if self.insert(writer, record):
                 return record
         raise StoreError(f"could not find a free job id in {self.db.path}")
+
+    def claim(self, writer: Writer, claim: Claim, now: float) -> list[JobRecord]:
+        """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction
+        (which holds the write lock: no other claimer can take the same job meanwhile)."""
+        found = writer.execute(f"{rows.SELECT} WHERE state='pending' AND not_before<=? "
+                               "ORDER BY not_before, created_at, job_id LIMIT ?",
+                               (claim.wall, claim.room + len(claim.skip))).fetchall()
+        due = [r for r in self._decoded(found) if r.job_id not in claim.skip][:claim.room]
+        items = [Assignment(r.job_id, claim.owner, r.generation) for r in due]
+        return self.transition(writer, items, job_of, lambda r, i: assigned(r, i, now))[0]
 
     def fetch_in(self, writer: Writer, job_id: str) -> JobRecord | None:
         found = writer.execute(f"{rows.SELECT} WHERE job_id=?", (job_id,)).fetchone()

@@ -68,6 +68,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Assign up to `room` due PENDING jobs (earliest `not_before` first) to `owner`."""
+
+    owner: Owner
+    room: int
+    wall: float  # due means not_before <= wall
+    skip: tuple[str, ...] = ("__scheduler__",)
+
+
+@dataclass(frozen=True)
 class Release:
     """Give back a job `owner` claimed at `generation` and never started: PENDING again."""
 

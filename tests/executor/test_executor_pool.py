@@ -40,7 +40,8 @@ def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     recorder = pool.executor._recorder
     original = recorder.submit
     monkeypatch.setattr(recorder, "submit",
-                        lambda finishes: calls.append(len(finishes)) or original(finishes))
+                        lambda finishes, claim=None: calls.append(len(finishes))
+                        or original(finishes, claim))
     records = [pool.submit("executor_test_jobs.succeed", {"value": v}) for v in (1, 2)]
     for record in records:
         pool.executor.start(record)
