@@ -38,6 +38,7 @@ from typing import Any
 from harunner.errors import FencedError, StaleTransitionError, StoreError
 from harunner.store import Assignment, Outcome, Owner, Store, Submission, TakeOver
 from harunner.store.model import check_writer, state_json
+from harunner.store.transitions import Claim
 
 
 class FenceOutsideLockStore(Store):
@@ -157,7 +158,11 @@ def batches(root: str, size: str, count: str) -> None:
         records = store.submit_many([Submission("jobs.demo", {"batch": batch, "k": k})
                                      for k in range(int(size))])
         print(f"ack submit {batch}", flush=True)
-        store.assign_many([Assignment(r.job_id, me, 0) for r in records])
+        if batch % 2:  # the runners' claim (Store.settle), or an explicit batch
+            claimed = store.settle([], Claim(me, int(size), time.time() + 1e6))[1]
+            assert sorted(r.job_id for r in claimed) == sorted(r.job_id for r in records)
+        else:
+            store.assign_many([Assignment(r.job_id, me, 0) for r in records])
         print(f"ack assign {batch}", flush=True)
         store.finish_many([Outcome(r.job_id, 1, result=batch) for r in records])
         print(f"ack finish {batch}", flush=True)
