@@ -15,7 +15,9 @@ Invariants: at most one batch is in flight, so batches commit in the order
 given and a job's outcomes never race each other; a batch's result is read
 only once; an outcome counts as recorded only when `collect` returned its
 record (the loop never reports an attempt as ended before its commit).
-`close` waits for the batch in flight.
+`close` waits for the batch in flight. A `DurabilityError` (or any error that
+is not a `StoreError`) met on the thread is raised by `collect` in the loop's
+thread, never swallowed: a failed fsync must still stop the runner.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Recorder:
         self._requests: queue.SimpleQueue[tuple[list[Outcome], Claim | None] | None] = (
             queue.SimpleQueue())
         self._result: Result | None = None
+        self._failure: BaseException | None = None
         self._in_flight = False
         self._thread: threading.Thread | None = None
 
@@ -81,6 +84,9 @@ class Recorder:
         except BlockingIOError:
             return None
         result, self._result, self._in_flight = self._result, None, False
+        if self._failure is not None:  # never swallowed: a failed fsync stops the process
+            failure, self._failure = self._failure, None
+            raise failure
         assert result is not None
         return result
 
@@ -110,7 +116,8 @@ class Recorder:
                           claimed)
             except StoreError as refused:  # busy or full: the executor retries the batch
                 result = (refused, [])
-            except Exception as error:  # never lose the loop's wake-up to a bug
+            except BaseException as error:  # a DurabilityError, or a bug: raised by `collect`
+                self._failure = error
                 result = (StoreError(f"recording outcomes failed: {error!r}"), [])
             self._result = result
             os.write(self._write, b"x")

@@ -1,13 +1,14 @@
 """How a runner learns what changed in the store: the change feed, and the full pass.
 
 `Feed.look(now)` reads the records changed since its cursor (brief records:
-no args, result or history, which the core never needs; at most FEED_BATCH
-per look, the rest at the next turn). It looks when `due(now)`: at once
-after `ring()` (the doorbell, a bus poke), again at once while a look comes
-back full, and otherwise every FEED_EVERY seconds. `Feed.full(mine)` is the
-full pass of a start or of a recovery: every RUNNING record, and those of the
-jobs this runner's workers run, with the cursor moved to the store's head
-first (what changes after that is seen by the next look).
+no args, result or history, which the core never needs, and none of a job
+never claimed; at most FEED_BATCH rows per look, the rest at the next turn).
+It looks when `due(now)`: at once after `ring()` (the doorbell, a bus poke),
+again at once while a look comes back full, and otherwise every FEED_EVERY
+seconds. `Feed.full(mine)` is the full pass of a start or of a recovery:
+every RUNNING record, and those of the jobs this runner's workers run, with
+the cursor moved to the store's head first (what changes after that is seen
+by the next look).
 
 Invariants: the cursor only moves forward; a look costs what changed since
 the last one, never what the store holds; store errors are logged and the

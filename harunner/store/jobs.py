@@ -150,7 +150,8 @@ class Store:
 
         Returns them with the change number to pass next time. A record
         changed twice appears once, at its newest change; pruned jobs vanish.
-        `brief`: without args, result and history (the runners' feed: cheap to decode).
+        `brief` (the runners' feed): records without args, result and history, and
+        none of a job never claimed (PENDING at generation 0); the cursor passes them.
         """
         if not self._readable():
             return [], after_seq
@@ -271,13 +272,13 @@ class Store:
         wait = self.lock_timeout if lock_wait is None else lock_wait
         with self._held([item.job_id for item in outcomes], wait=wait) as busy:
             chosen = [item for item in outcomes if item.job_id not in busy]
-            if not chosen and (claim is None or claim.room <= 0):
-                return [], []
+            if claim is None or claim.room <= 0:
+                return (self._transition(chosen, t.finished)[0] if chosen else []), []
             now = self.clock()
             with self._db.write() as writer:
                 done = self._table.transition(writer, chosen, t.job_of,
                                               lambda record, item: t.finished(record, item, now))
-                won = self._table.claim(writer, claim, now) if claim and claim.room > 0 else []
+                won = self._table.claim(writer, claim, now)
             return done[0], won
 
     def cancel(self, job_id: str) -> JobRecord:

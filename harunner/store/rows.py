@@ -59,14 +59,28 @@ def from_row(row: Any) -> tuple[JobRecord, int]:
 def from_brief_row(row: Any) -> tuple[JobRecord, int]:
     """(a brief record, its change number) of one `SELECT_BRIEF` row: args {}, result None,
     history () (never decoded); `CorruptFileError` if a column it has is bad."""
-    values = dict(zip(BRIEF_COLUMNS, row, strict=True))
-    values.update(args="{}", result=None, history="[]")
-    job_id = str(values["job_id"])
+    (job_id, name, state, generation, slot, incarnation, attempts, retries, backoff, timeout,
+     not_before, created_at, updated_at, error, seq) = row
     try:
-        return _decode(values), int(values["seq"])
-    except (ValueError, TypeError, KeyError) as error:
-        raise CorruptFileError(f"record of job {job_id} in the job database: {error}; "
+        if state not in _STATES:
+            raise ValueError(f"unknown state {state!r}")
+        owner = None if slot is None else Owner(_integer(slot), _integer(incarnation))
+        return JobRecord(
+            job_id=job_id, name=name, args={}, state=JobState(state),
+            generation=_integer(generation), owner=owner, attempts=_integer(attempts),
+            retries=_integer(retries), backoff=float(backoff),
+            timeout=None if timeout is None else float(timeout), not_before=float(not_before),
+            created_at=float(created_at), updated_at=float(updated_at), result=None,
+            error=error, history=()), int(seq)
+    except (ValueError, TypeError) as bad:
+        raise CorruptFileError(f"record of job {job_id} in the job database: {bad}; "
                                "cancel or prune the job") from None
+
+
+def never_owned(row: Any) -> bool:
+    """A `SELECT_BRIEF` row of a job submitted and never claimed (PENDING at generation 0):
+    nothing any runner owns, so the change feed leaves it out."""
+    return row[2] == "pending" and row[3] == 0
 
 
 def _decode(values: dict[str, Any]) -> JobRecord:

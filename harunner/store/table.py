@@ -70,6 +70,8 @@ class JobTable:
         select = rows.SELECT_BRIEF if brief else rows.SELECT
         found = self.db.read(f"{select} WHERE seq>? ORDER BY seq LIMIT ?", (after_seq, limit))
         last = int(found[-1][-1]) if found else after_seq
+        if brief:  # the cursor still passes the rows left out
+            found = [row for row in found if not rows.never_owned(row)]
         return self._decoded(found, rows.from_brief_row if brief else rows.from_row), last
 
     def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:

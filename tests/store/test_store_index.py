@@ -89,6 +89,25 @@ def test_the_change_feed_follows_every_mutation_in_order(tmp_path: Path) -> None
     assert last > cursor + 1  # the pruned job's change number is never handed out again
 
 
+def test_the_brief_feed_leaves_out_jobs_never_claimed_and_carries_no_json(tmp_path: Path
+                                                                         ) -> None:
+    store = _clocked(tmp_path)
+    start = store.head()
+    first = store.submit_many([Submission("a.x", {"i": i}) for i in range(4)])
+    records, cursor = store.changes(start, brief=True)
+    assert records == [] and cursor == store.head()  # passed, not returned
+    store.assign_many([Assignment(r.job_id, A, 0) for r in first[:2]])
+    store.finish_many([Outcome(first[0].job_id, 1, result={"big": "x" * 100})])
+    records, cursor = store.changes(cursor, brief=True)
+    full = {r.job_id: r for r in store.changes(start)[0]}
+    assert [r.job_id for r in records] == [first[1].job_id, first[0].job_id]
+    for record in records:
+        assert (record.args, record.result, record.history) == ({}, None, ())
+        expected = full[record.job_id]
+        assert (record.state, record.generation, record.owner, record.attempts) == (
+            expected.state, expected.generation, expected.owner, expected.attempts)
+
+
 def test_due_pending_follows_not_before(tmp_path: Path) -> None:
     store = _clocked(tmp_path)
     jobs = [store.submit("a.x", {}).job_id for _ in range(3)]
