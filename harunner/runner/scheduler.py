@@ -18,6 +18,7 @@ its cost does not grow with the number of pending or finished jobs.
 
 from __future__ import annotations
 
+from harunner import metrics
 from harunner.store import SCHEDULER_JOB, JobRecord, Owner, Store
 from harunner.store.transitions import Assignment
 
@@ -47,6 +48,9 @@ class Scheduler:
         due = due[:room]
         claimed = self.store.assign_many([Assignment(r.job_id, self.me, r.generation)
                                           for r in due]) if due else []
+        for record in claimed:  # queue wait: from due (submitted, or the retry's time) to claimed
+            metrics.claimed(record.name, record.attempts,
+                            record.updated_at - max(record.created_at, record.not_before))
         more = len(due) == room or len(claimed) < len(due)  # full, or lost some races
         self.next_look = now if more else now + self.rescan
         return claimed
