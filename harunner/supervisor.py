@@ -274,6 +274,7 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         """SIGTERM every runner, wait, SIGKILL what is left, reap everything."""
+        self.events.emit("stopping")  # the deaths that follow are planned, not failovers
         deadline = time.monotonic() + max(0.5, self.config.stop_timeout_ms / 1000 - 1.0)
         for slot in self.slots:
             _signal(slot, signal.SIGTERM)

@@ -20,6 +20,7 @@ import typer
 from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
+from harunner.cli import report
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:
@@ -278,6 +279,9 @@ def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.a
 
     config = load_config(config_file)
     raise typer.Exit(run_crash_test_command(config, name, arg or [], seed=seed, points=points))
+
+
+app.command("report")(reports_errors(report.command))
 
 
 def main() -> None:
