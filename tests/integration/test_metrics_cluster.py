@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -44,7 +45,7 @@ def value(samples: Samples, metric: str, **labels: str) -> float:
     return sum(v for (n, found), v in samples.items() if n == metric and wanted <= set(found))
 
 
-def test_the_counters_move_through_a_sigkill_of_a_jobs_owner(make_cluster):
+def test_the_counters_and_the_report_count_a_sigkill_of_a_jobs_owner(make_cluster):
     port = free_port()
     cluster = make_cluster(metrics_port=port)
     cluster.start()
@@ -95,6 +96,26 @@ def test_the_counters_move_through_a_sigkill_of_a_jobs_owner(make_cluster):
     owned = value(after, "harunner_failover_seconds_sum", stage="owned") - value(
         before, "harunner_failover_seconds_sum", stage="owned")
     assert 0 < owned < 5 * grew["owned"], owned
+    report_counts_the_failover(cluster, job)
+
+
+def report_counts_the_failover(cluster, job: str) -> None:
+    """`harunner report --json` on the same cluster: the SIGKILL is one crash failover."""
+    done = subprocess.run([sys.executable, "-m", "harunner", "report", "--json", "--config",
+                           str(cluster.config_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["failovers"] == {"crash": 1, "hang": 0}, report
+    assert report["jobs_moved"] >= 1
+    [figures] = [j for j in report["jobs"] if j["job"] == job]
+    assert figures["failovers"] == 1 and 0 < figures["down_seconds"] < 5
+    assert 0 < figures["availability"] < 1
+    for stage in ("detect", "decide", "owned", "resume", "checkpoint"):
+        assert report["stages"][stage]["count"] >= 1, (stage, report["stages"])
+    assert report["still_down"] == []
+    text = subprocess.run([sys.executable, "-m", "harunner", "report", "--config",
+                           str(cluster.config_path)], capture_output=True, text=True, timeout=60)
+    assert "failovers: 1 (crash 1, hang 0)" in text.stdout, text.stdout
 
 
 def test_metrics_off_binds_no_port_and_never_imports_prometheus_client(make_cluster, tmp_path):
