@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -109,3 +111,44 @@ def test_serve_exposes_the_files_and_the_levels_and_stops(tmp_path):
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))  # stopped: the port is free again
+
+
+def test_a_busy_metrics_port_stops_the_start_with_one_line():
+    from harunner.config import Config
+    from harunner.errors import ClusterError
+    from harunner.supervisor import Supervisor
+
+    root = Path(tempfile.mkdtemp(prefix="hrm-", dir="/tmp"))  # short: ipc:// paths
+    saved = {name: os.environ.get(name) for name in (metrics.ENV, metrics.PROMETHEUS_ENV)}
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            supervisor = Supervisor(Config(state_dir=str(root / "state"), metrics_port=port))
+            with pytest.raises(ClusterError, match=f"metrics endpoint 127.0.0.1:{port} cannot "
+                               "be bound .*choose a free metrics_port, or 0"):
+                supervisor.run()
+        assert supervisor.slots[0].pid is None  # refused before any runner was started
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_metrics_keys_are_checked_and_come_from_the_environment_too(tmp_path, monkeypatch):
+    from harunner import config
+    from harunner.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert config.load(None, env={}).metrics_port == 0
+    loaded = config.load(None, env={"HARUNNER_METRICS_PORT": "9187",
+                                    "HARUNNER_METRICS_DIR": "/ignored"})
+    assert (loaded.metrics_port, loaded.metrics_host) == (9187, "127.0.0.1")
+    with pytest.raises(ConfigError, match="metrics_port is 70000; 0 .metrics off. or a TCP port"):
+        config.load(None, {"metrics_port": 70000}, env={})
+    with pytest.raises(ConfigError, match="metrics_host is empty"):
+        config.load(None, {"metrics_host": ""}, env={})

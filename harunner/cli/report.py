@@ -10,6 +10,7 @@ and those that had downtime, not with the log.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,6 +19,8 @@ import typer
 
 from harunner.errors import UsageError
 
+AGE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(ms|s|m|h|d)\s*$")
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 STAGE_NAMES = {
     "detect": "detect (death to verdict)",
     "decide": "decide (death to decision)",
@@ -28,16 +31,12 @@ STAGE_NAMES = {
 
 
 def parse_since(text: str | None, now: float) -> float | None:
-    """`--since`: an age (90m, 12h, 7d), an ISO 8601 time, or Unix seconds; None: the whole log."""
+    """`--since`: an age with its unit (90m, 12h, 7d), an ISO 8601 time, or Unix seconds."""
     if not text:
         return None
-    from harunner.api.job import parse_duration
-    from harunner.errors import JobDefinitionError
-
-    try:
-        return now - parse_duration(text, "--since")
-    except JobDefinitionError:
-        pass
+    age = AGE.match(text)
+    if age is not None:
+        return now - float(age.group(1)) * UNITS[age.group(2)]
     try:
         return float(text)
     except ValueError:
