@@ -152,3 +152,19 @@ def test_the_metrics_keys_are_checked_and_come_from_the_environment_too(tmp_path
         config.load(None, {"metrics_port": 70000}, env={})
     with pytest.raises(ConfigError, match="metrics_host is empty"):
         config.load(None, {"metrics_host": ""}, env={})
+
+
+def test_the_grafana_dashboard_is_json_and_names_only_metrics_that_exist():
+    import json
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    dashboard = json.loads((root / "config" / "grafana-dashboard.json").read_text())
+    used = {name for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"harunner_[a-z_]+", target["expr"])}
+    written = {m._name for m in metrics._define(prometheus_client).values()}
+    levels = set(re.findall(r'Level\("(harunner_[a-z_]+)"',
+                            (root / "harunner" / "supervisor.py").read_text()))
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+    known = written | levels | {n + s for n in written for s in suffixes}
+    assert used and used <= known, used - known
