@@ -88,7 +88,8 @@ def as_text(report: dict[str, Any]) -> str:
     causes = ", ".join(f"{cause} {count}" for cause, count in sorted(failovers.items()))
     lines = [f"{report['log']}: {report['events']} events, {wall(window['start'])} .. "
              f"{wall(window['end'])} ({seconds(window['seconds'])})",
-             f"failovers: {sum(failovers.values())} ({causes}); jobs moved: {report['jobs_moved']}",
+             f"failovers (runner deaths): {sum(failovers.values())} ({causes}); "
+             f"jobs failed over: {report['jobs_moved']}",
              "", f"{'stage, from the death':30} {'count':>5} {'median':>10} {'p99':>10} "
              f"{'worst':>10}"]
     for stage, figures in report["stages"].items():
@@ -97,8 +98,8 @@ def as_text(report: dict[str, Any]) -> str:
                      f"{seconds(figures['worst']):>10}")
     lines += ["", f"availability: {report['availability'] * 100:.3f} % of "
               f"{seconds(report['needed_seconds'])} that jobs needed an owner "
-              f"(down {seconds(report['down_seconds'])}); "
-              f"{report['attempts_without_downtime']} attempts without downtime"]
+              f"(down {seconds(report['down_seconds'])}); attempts without downtime: "
+              f"{report['attempts_without_downtime']}"]
     if report["jobs"]:
         lines += ["", f"{'JOB':24} {'DOWN':>10} {'NEEDED':>10} {'FAILOVERS':>9} "
                   f"{'AVAILABILITY':>12}"]

@@ -47,7 +47,7 @@ def run(*args: str):
 def test_text_names_the_failover_its_stages_and_the_job(logged):
     result = run()
     assert result.exit_code == 0, result.output
-    assert "failovers: 1 (crash 1, hang 0); jobs moved: 1" in result.output
+    assert "failovers (runner deaths): 1 (crash 1, hang 0); jobs failed over: 1" in result.output
     assert "owned again (downtime)" in result.output
     assert "30.0 ms" in result.output  # death to owned again
     assert "still without an owner" not in result.output

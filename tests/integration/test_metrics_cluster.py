@@ -115,7 +115,7 @@ def report_counts_the_failover(cluster, job: str) -> None:
     assert report["still_down"] == []
     text = subprocess.run([sys.executable, "-m", "harunner", "report", "--config",
                            str(cluster.config_path)], capture_output=True, text=True, timeout=60)
-    assert "failovers: 1 (crash 1, hang 0)" in text.stdout, text.stdout
+    assert "failovers (runner deaths): 1 (crash 1, hang 0)" in text.stdout, text.stdout
 
 
 def test_metrics_off_binds_no_port_and_never_imports_prometheus_client(make_cluster, tmp_path):
