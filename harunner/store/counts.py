@@ -1,12 +1,12 @@
 """Counts of jobs by state for the metrics endpoint, at a cost bounded per scrape.
 
 Unfinished jobs (pending, running) are counted by state and job name through
-the `(state, not_before, ...)` index: the cost follows the jobs that are
+an index whose first column is `state`: the cost follows the jobs that are
 waiting or running, never the finished ones (the scheduler duty's record is
-left out). Finished jobs are counted by
-state only, from the `(state, updated_at)` index alone (no row is read): one
-indexed count that grows with the finished jobs kept (`harunner prune` bounds
-them). Nothing is written; a busy or missing database gives no counts.
+left out). Finished jobs are counted by state only, from such an index alone
+(a covering index: no row is read): one indexed count that grows with the
+finished jobs kept (`harunner prune` bounds them). Nothing is written; a
+busy or missing database gives no counts.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class JobCounts:
             return {}
         marks = ", ".join("?" for _ in FINISHED)
         try:
-            found = self.db.read(f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_by_finish "
+            found = self.db.read(f"SELECT state, COUNT(*) FROM jobs "
                                  f"WHERE state IN ({marks}) GROUP BY state", FINISHED)
         except StoreError:
             return {}
