@@ -42,7 +42,6 @@ from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
 from harunner.runner.slot import make_rng, take_slot
-from harunner.runner.watch import FailoverWatch
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
@@ -93,7 +92,6 @@ class Runner:
         self.rescan = True  # the first turn reads every RUNNING record
         self.retry_at: float | None = None  # busy take-overs are tried again then
         self.peers = PeerWatch()
-        self.watch = FailoverWatch()  # failover causes and latencies, for harunner.metrics
 
     def _open_sockets(self) -> None:
         slots = tuple(range(self.config.slots))
@@ -272,7 +270,7 @@ class Runner:
                 log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
                             reason)
                 self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
-                self.watch.detected(slot, incarnation, reason, time.monotonic())
+                self.peers.detected(slot, incarnation, reason, time.monotonic())
                 self.rescan = True  # jobs it claimed since this runner's last look at the feed
             case act.Paused(seconds):
                 log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
@@ -311,7 +309,7 @@ class Runner:
         for record in applied:
             self.events.emit("took_over", job=record.job_id, generation=record.generation,
                              slot=self.slot)
-            self.watch.took_over(self.core.records.get(record.job_id), record, now)
+            self.peers.took_over(self.core.records.get(record.job_id), record, now)
             self._feed(self.core.took_over(record, now))
 
     def _start(self, record: JobRecord) -> None:
