@@ -250,12 +250,15 @@ class Supervisor:
 
     def _levels(self, counts: JobCounts) -> list[metrics.Level]:
         """The gauges of a scrape: runners from the beats heard, jobs from the store."""
-        levels = []
+        levels, now = [], time.monotonic()
         for slot in list(self.slots):
             labels = {"slot": str(slot.number)}
-            up = slot.pidfd is not None and slot.last_beat is not None
+            beat = slot.last_beat
+            up = slot.pidfd is not None and beat is not None and (
+                now - beat <= self.config.hang_timeout_ms / 1000)
             levels.append(metrics.Level("harunner_runner_up", "1 while the slot's runner "
-                                        "beats", float(up), labels))
+                                        "beats (heard within the hang timeout)", float(up),
+                                        labels))
             levels.append(metrics.Level("harunner_runner_incarnation", "The incarnation of the "
                                         "slot's runner (grows at each restart)",
                                         float(slot.incarnation), labels))
