@@ -197,7 +197,19 @@ class _Fold:
         else:
             self.die(key, "crash", t, t)
 
+    def resolve(self, key: Key) -> Key:
+        """Before the log names a slot's incarnation, its exit reports and verdicts are one."""
+        slot, incarnation = key
+        if key in self.deaths or slot in self.incarnation:
+            return key
+        if incarnation is None:
+            return next((k for k in self.deaths if k[0] == slot), key)
+        if (slot, None) in self.deaths:
+            self.deaths[key] = self.deaths.pop((slot, None))
+        return key
+
     def die(self, key: Key, cause: str, died_at: float, detected_at: float | None) -> None:
+        key = self.resolve(key)
         death = self.deaths.get(key)
         if death is None:
             death = self.deaths[key] = Death(cause, died_at, planned=self.stopping)
@@ -217,7 +229,9 @@ class _Fold:
     def orphan(self, key: Key, death: Death, died_at: float) -> None:
         """The jobs `key` owned wait for a new owner (or, in a clean stop, for the restart)."""
         for job, span in list(self.spans.items()):
-            if span.owner != key or span.down is not None:
+            same = span.owner == key or (span.owner[0] == key[0] and None in (
+                span.owner[1], key[1]))  # a log that begins after the runner started
+            if not same or span.down is not None:
                 continue
             if death.planned:
                 self.close(job, span, died_at)

@@ -148,3 +148,11 @@ def test_figures_give_median_p99_and_worst_by_nearest_rank():
     assert figures([float(v) for v in range(1, 101)]) == {
         "count": 100, "median": 50.5, "p99": 99.0, "worst": 100.0}
     assert figures([]) == {"count": 0, "median": None, "p99": None, "worst": None}
+
+
+def test_a_log_that_begins_after_the_runners_started_still_links_deaths_to_jobs():
+    events = [e for e in crash_of_slot_0() if e["event"] != "runner_started"] + [
+        ev(12.0, "worker_exit", "runner-1", job=JOB, generation=2, outcome="succeeded")]
+    report = summarize(events)  # no runner_started: incarnations unknown
+    assert report.failovers["crash"] == 1 and report.jobs_moved == 1
+    assert report.jobs[0].down == pytest.approx(0.030)
