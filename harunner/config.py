@@ -58,6 +58,8 @@ class Config:
     log_level: str = "info"
     retention: str = ""
     seed: int = 0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -104,6 +106,10 @@ class Config:
         _require(not self.retention or RETENTION.match(self.retention) is not None, origin,
                  "retention", f"is {self.retention!r}; a duration like '30d', '12h' or '90m', "
                  "or \"\" to keep finished jobs forever")
+        _require(0 <= self.metrics_port <= 65535, origin, "metrics_port",
+                 f"is {self.metrics_port}; 0 (metrics off) or a TCP port up to 65535")
+        _require(bool(self.metrics_host), origin, "metrics_host",
+                 "is empty; give an address to bind, e.g. 127.0.0.1")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
@@ -176,7 +182,7 @@ def read_file(path: Path) -> dict[str, Any]:
 
 
 NOT_OPTIONS = frozenset({CONFIG_ENV, "HARUNNER_FAILPOINTS", "HARUNNER_SOAK",
-                         "HARUNNER_FUZZ_FRAMES"})
+                         "HARUNNER_FUZZ_FRAMES", "HARUNNER_METRICS_DIR"})
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, str]:

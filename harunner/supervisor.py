@@ -18,7 +18,11 @@ Invariants:
 - signals to adopted runners go through their pidfd (immune to pid reuse);
 - runners do not die with the supervisor (they call setsid); a new supervisor
   adopts live runners and starts only the missing slots;
-- signal handlers only set a flag.
+- signal handlers only set a flag;
+- with `metrics_port` set, it serves the Prometheus endpoint from a thread
+  (`harunner.metrics.serve`): the runners' counters from their files, and
+  levels computed at scrape time (runners up, role, incarnation from the
+  beats it hears; jobs by state from the store's indexed counts).
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 import filelock
 import zmq
 
+from harunner import metrics
 from harunner.config import Config
 from harunner.errors import ClusterError
 from harunner.net import bus
@@ -41,6 +47,7 @@ from harunner.net.sockets import BindGuard, Publisher, Subscriber, check_ipc_pat
 from harunner.pidfds import GONE, close, has_exited, open_pidfd, readable, send_signal
 from harunner.runner.process import EXIT_SLOT_BUSY, configure_logging, runner_main
 from harunner.store import Store, meta
+from harunner.store.counts import JobCounts
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
 
@@ -60,6 +67,8 @@ class Slot:
     last_beat: float | None = None
     respawn_at: float = 0.0
     backoff: float = 0.0
+    incarnation: int = 0
+    role: str = ""
 
 
 class Supervisor:
@@ -95,12 +104,16 @@ class Supervisor:
         self.guard = BindGuard()
         self.publisher = Publisher(self.zmq, self.guard, self.layout.bus(SUPERVISOR))
         self.beats = Subscriber(self.zmq, [self.layout.bus(s.number) for s in self.slots])
+        stop_metrics = None
         try:
+            stop_metrics = self._start_metrics()
             for slot in self.slots:
                 self._adopt_or_spawn(slot, time.monotonic())
             self._loop()
             self._stop_all()
         finally:
+            if stop_metrics is not None:
+                stop_metrics()
             self.publisher.close()
             self.beats.close()
             self.guard.release()
@@ -134,7 +147,8 @@ class Supervisor:
             except bus.BusFrameError:
                 continue
             if isinstance(message, bus.Beat) and message.pid in by_pid:
-                by_pid[message.pid].last_beat = now
+                slot = by_pid[message.pid]
+                slot.last_beat, slot.incarnation, slot.role = now, message.incarnation, message.role
 
     def _kill_hung(self, now: float) -> None:
         """SIGKILL a runner that stopped beating long ago, so that its slot comes back."""
@@ -201,7 +215,7 @@ class Supervisor:
         slot.backoff = min(slot.backoff * 2 if quick and slot.backoff else base,
                            self.config.respawn_backoff_max_ms / 1000)
         slot.respawn_at = now + slot.backoff
-        slot.process, slot.pidfd, slot.pid = None, None, None
+        slot.process, slot.pidfd, slot.pid, slot.role = None, None, None, ""
 
     def _next_respawn(self, now: float) -> float:
         due = [s.respawn_at for s in self.slots if s.pidfd is None]
@@ -210,10 +224,60 @@ class Supervisor:
     def _respawn_due(self, now: float) -> None:
         for slot in self.slots:
             if slot.pidfd is None and now >= slot.respawn_at and not self.stopping:
+                metrics.respawned(slot.number)
                 self._adopt_or_spawn(slot, now)
+
+    def _start_metrics(self) -> Callable[[], None] | None:
+        """Serve the metrics endpoint if `metrics_port` is set; the function that stops it."""
+        host, port = self.config.metrics_host, self.config.metrics_port
+        if not port:
+            return None
+        folder = self.layout.metrics
+        metrics.prepare_folder(folder)
+        metrics.enable(folder)  # before the runners are spawned: they inherit it
+        counts = JobCounts(self.layout.database)
+        try:
+            stop = metrics.serve(host, port, folder, lambda: self._levels(counts))
+        except ImportError:
+            raise ClusterError("metrics_port is set but prometheus_client is not installed; "
+                               "pip install 'harunner[metrics]', or set metrics_port = 0") from None
+        except OSError as error:
+            raise ClusterError(f"metrics endpoint {host}:{port} cannot be bound "
+                               f"({error.strerror}); choose a free metrics_port, or 0 to turn "
+                               "metrics off") from None
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return stop
+
+    def _levels(self, counts: JobCounts) -> list[metrics.Level]:
+        """The gauges of a scrape: runners from the beats heard, jobs from the store."""
+        levels, now = [], time.monotonic()
+        for slot in list(self.slots):
+            labels = {"slot": str(slot.number)}
+            beat = slot.last_beat
+            up = slot.pidfd is not None and beat is not None and (
+                now - beat <= self.config.hang_timeout_ms / 1000)
+            levels.append(metrics.Level("harunner_runner_up", "1 while the slot's runner "
+                                        "beats (heard within the hang timeout)", float(up),
+                                        labels))
+            levels.append(metrics.Level("harunner_runner_incarnation", "The incarnation of the "
+                                        "slot's runner (grows at each restart)",
+                                        float(slot.incarnation), labels))
+            for role in ("primary", "standby"):
+                levels.append(metrics.Level("harunner_runner_role", "1 for the role the slot's "
+                                            "runner last announced", float(up and slot.role
+                                                                           == role),
+                                            {**labels, "role": role}))
+        for (state, name), count in counts.by_state_and_name().items():
+            levels.append(metrics.Level("harunner_jobs", "Unfinished jobs by state and name",
+                                        float(count), {"state": state, "name": name}))
+        for state, count in counts.finished().items():
+            levels.append(metrics.Level("harunner_jobs_finished", "Finished jobs kept in the "
+                                        "store, by state", float(count), {"state": state}))
+        return levels
 
     def _stop_all(self) -> None:
         """SIGTERM every runner, wait, SIGKILL what is left, reap everything."""
+        self.events.emit("stopping")  # the deaths that follow are planned, not failovers
         deadline = time.monotonic() + max(0.5, self.config.stop_timeout_ms / 1000 - 1.0)
         for slot in self.slots:
             _signal(slot, signal.SIGTERM)

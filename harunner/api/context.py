@@ -3,17 +3,25 @@
 Invariant: everything a job writes through its Context carries its
 generation, so a stale owner's writes are refused (`FencedError`); a write
 refused because the job moved on (no longer RUNNING) is a `FencedError` too.
+
+Checkpoint writes are timed for `harunner.metrics`; the first checkpoint of
+an attempt that a runner took over is also an event (`first_checkpoint`) in
+the cluster's event log, the last step of a failover's timeline.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from harunner import metrics
 from harunner.api.job import to_json
 from harunner.errors import FencedError, StaleTransitionError
 from harunner.store import Checkpoint, JobRecord, Progress
+from harunner.store.events import EventLog
 
 if TYPE_CHECKING:
     from harunner.store import Store
@@ -35,6 +43,7 @@ class Context:
         self.resumed = checkpoint is not None
         self.log = logger
         self.fenced = False
+        self._taken_over = bool(record.history) and "taken over by" in record.history[-1]
 
     def checkpoint(self, state: dict[str, Any]) -> int:
         """Durably save `state` as this job's newest checkpoint; returns its sequence number."""
@@ -42,9 +51,21 @@ class Context:
             raise TypeError(f"job {self.name}: checkpoint state must be a dict, not "
                             f"{type(state).__name__}")
         saved = to_json(state, f"checkpoint state of job {self.name}")
+        started = time.monotonic()
         seq = self._fenced(self._store.write_checkpoint, self.job_id, self.generation, saved)
+        metrics.checkpoint_written(time.monotonic() - started)
+        if self._taken_over:
+            self._after_takeover(int(seq))
         self.state = saved
         return int(seq)
+
+    def _after_takeover(self, seq: int) -> None:
+        """The first checkpoint since a runner took this job over: the failover is over."""
+        self._taken_over = False
+        metrics.failover_stage("checkpoint", time.time() - self.record.updated_at)
+        events = EventLog(self._store.layout.events, f"worker-{os.getpid()}")
+        events.emit("first_checkpoint", job=self.job_id, generation=self.generation, seq=seq)
+        events.close()
 
     def progress(self, done: float, total: float | None = None,
                  message: str | None = None) -> None:

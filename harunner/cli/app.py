@@ -20,7 +20,8 @@ import typer
 from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
-from harunner.cli.errors import report
+from harunner.cli import errors as cli_errors
+from harunner.cli import report
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (HarunnerError, OSError) as error:
-            raise typer.Exit(report(error)) from None
+            raise typer.Exit(cli_errors.report(error)) from None
     return wrapper  # type: ignore[return-value]
 
 
@@ -273,6 +274,9 @@ def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.a
 
     config = load_config(config_file)
     raise typer.Exit(run_crash_test_command(config, name, arg or [], seed=seed, points=points))
+
+
+app.command("report")(reports_errors(report.command))
 
 
 def main() -> None:

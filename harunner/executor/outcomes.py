@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harunner import metrics
 from harunner.api import retry_at
 from harunner.executor.worker import describe_exit
 from harunner.store import JobRecord
@@ -72,8 +73,13 @@ def from_death(record: JobRecord, exitcode: int, timed_out: bool, kills: int) ->
 
 
 def finish_of(ended: Ended, now: float) -> Finish | None:
-    """What to write for `ended` (wall-clock `now` for the retry time); None: write nothing."""
+    """What to write for `ended` (wall-clock `now` for the retry time); None: write nothing.
+
+    Also measures the attempt: from its record's last change (claimed or
+    taken over) to `now`, by kind.
+    """
     record = ended.record
+    metrics.attempt_ended(record.name, ended.kind, now - record.updated_at)
     if ended.kind == "succeeded":
         return Finish(record.job_id, record.generation, result=ended.result)
     if ended.kind in ("failed", "crashed", "timeout"):

@@ -4,6 +4,11 @@ It wraps the pure `harunner.paxos.Node` and does its I/O. The one rule it
 exists to keep is in `apply`: new acceptor and proposer state is persisted
 (fsync) before any message of the same step leaves the process, so a
 restarted slot never forgets a promise or a vote it gave.
+
+It also counts, for `harunner.metrics`, the instances it proposed that were
+decided (each once: every slot learns every decision, only the proposer
+counts it) and its ballots refused for a higher promise (each ballot once).
+The set of instances it proposed is bounded by those in flight.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ import random
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from harunner import metrics
 from harunner.errors import FrameError
 from harunner.paxos import Effects, InstanceKey, Node, Value, codec
+from harunner.paxos.ballot import Ballot
+from harunner.paxos.messages import Nack, NackReason
 from harunner.store import paxos_files
 from harunner.store.layout import Layout
 
@@ -40,9 +48,12 @@ class Consensus:
         proposer = paxos_files.load_proposer(self.proposer_path)
         self.node = Node(slot, slots, acceptor, proposer, timeout=timeout)
         self.rejected = 0
+        self.proposed: set[InstanceKey] = set()  # in flight here, for counting decisions
+        self.lost: Ballot | None = None  # the last ballot of ours counted as lost
 
     def propose(self, values: Mapping[InstanceKey, Value], now: float,
                 rng: random.Random) -> dict[InstanceKey, Value]:
+        self.proposed.update(values)
         return self.apply(self.node.propose(values, now, rng), now, rng)
 
     def receive(self, frame: bytes, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
@@ -58,6 +69,10 @@ class Consensus:
             self.rejected += 1
             log.debug("dropped a peer frame: %s", error)
             return {}
+        if (isinstance(message, Nack) and message.reason is NackReason.PROMISED
+                and message.ballot.slot == self.slot and message.ballot != self.lost):
+            self.lost = message.ballot
+            metrics.ballot_lost()
         return self.apply(self.node.receive(message, now, rng), now, rng)
 
     def tick(self, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
@@ -90,4 +105,10 @@ class Consensus:
                 else:
                     self.send(destination, codec.encode(message, self.cluster))
             decided.update(step.decided)
+            self.proposed.difference_update(step.abandoned)
+        mine = self.proposed.intersection(decided)
+        if mine:
+            self.proposed.difference_update(mine)
+            metrics.paxos_decided(len(mine))
+        self.proposed.intersection_update(self.node.pending())
         return decided

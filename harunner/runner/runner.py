@@ -290,6 +290,7 @@ class Runner:
                 log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
                             reason)
                 self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
+                self.peers.detected(slot, incarnation, reason, time.monotonic())
                 self.rescan = True  # jobs it claimed since this runner's last look at the feed
             case act.Paused(seconds):
                 log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
@@ -328,6 +329,7 @@ class Runner:
         for record in applied:
             self.events.emit("took_over", job=record.job_id, generation=record.generation,
                              slot=self.slot)
+            self.peers.took_over(self.core.records.get(record.job_id), record, now)
             self._feed(self.core.took_over(record, now))
 
     def _start(self, record: JobRecord) -> None:

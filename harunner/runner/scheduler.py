@@ -26,6 +26,7 @@ the runner logs them and tries again on a later turn.
 
 from __future__ import annotations
 
+from harunner import metrics
 from harunner.errors import UnknownJobError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
 from harunner.store.transitions import Claim, Release
@@ -60,6 +61,9 @@ class Scheduler:
 
     def won(self, now: float, claimed: list[JobRecord]) -> None:
         """A claim came back: if it filled its room, more may be due, so look again now."""
+        for record in claimed:  # queue wait: from due (submitted, or the retry's time) to claimed
+            metrics.claimed(record.name, record.attempts,
+                            record.updated_at - max(record.created_at, record.not_before))
         if len(claimed) >= self.asked:
             self.next_look = now
 

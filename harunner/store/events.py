@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,20 @@ class EventLog:
 
 def read_events(path: Path) -> list[dict[str, Any]]:
     """Every well-formed event of the log, in file order."""
-    events = []
+    return list(iter_events(path))
+
+
+def iter_events(path: Path) -> Iterator[dict[str, Any]]:
+    """The well-formed events of the log, one line at a time (memory: one line)."""
     try:
-        text = path.read_text()
+        handle = path.open("r", encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return []
-    for line in text.splitlines():
-        try:
-            item = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(item, dict):
-            events.append(item)
-    return events
+        return
+    with handle:
+        for line in handle:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                yield item

@@ -19,6 +19,7 @@
     run/wake-<n>.sock             each runner's wake-up datagram socket
     run/slot-<n>.lock, .json      held by the live runner of slot n; its pid and incarnation
     run/supervisor.lock, .json    held by the live supervisor; its pid
+    run/metrics/                  mode 0700: Prometheus multiprocess files, <type>_<pid>.db
     logs/                         runner-<n>.log, supervisor.log, events.jsonl
 
 Only paths are computed here; nothing is read or written, so every module
@@ -68,6 +69,11 @@ class Layout:
     @property
     def run(self) -> Path:
         return self.root / "run"
+
+    @property
+    def metrics(self) -> Path:
+        """The Prometheus multiprocess folder (only used when metrics are on)."""
+        return self.run / "metrics"
 
     @property
     def logs(self) -> Path:

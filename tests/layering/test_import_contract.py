@@ -32,6 +32,7 @@ RANKS = {
     "harunner.failpoints": 0,
     "harunner.polling": 0,
     "harunner.pidfds": 0,
+    "harunner.metrics": 0,  # no-ops unless metrics are on; imports prometheus_client lazily
 }
 PURE = {"harunner.paxos": {"harunner.paxos", "harunner.errors"}}
 
