@@ -12,7 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harunner.api import Context, job
+    from harunner.api.context import Context
+    from harunner.api.job import job
     from harunner.api.client import Client, JobHandle
     from harunner.api.errors import Cancelled, JobFailed, Timeout
     from harunner.errors import FencedError, HarunnerError
