@@ -38,6 +38,7 @@ from harunner.paxos import InstanceKey, Value
 from harunner.runner import actions as act
 from harunner.runner.compaction import compact
 from harunner.runner.consensus import Consensus
+from harunner.runner.cron import CronDuty
 from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
@@ -79,6 +80,7 @@ class Runner:
                                  worker_mode=config.worker_mode)
         self.executor.warm_up()
         self.scheduler = Scheduler(self.store, self.me)
+        self.cron = CronDuty(self.store, config.jobs, time.time(), self.scheduler.poke)
         started = time.monotonic()  # after the warm-up: its time is no pause of the loop
         timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
                         config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
@@ -150,12 +152,13 @@ class Runner:
         if now >= self.next_compact:
             self.next_compact = now + COMPACT_EVERY
             compact(self.consensus, self.store, now, self.rng)
+        self.cron.tick(now, time.time(), self.primary_generation > 0)  # fire periodic jobs
         self._claim(now)
 
     def _timeout(self, now: float) -> float:
         """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
         due = [self.next_beat, self.next_feed, now + self.scheduler.due_in(now)]
-        for deadline in (self.executor.next_deadline(), self.retry_at):
+        for deadline in (self.executor.next_deadline(), self.retry_at, self.cron.deadline):
             if deadline is not None:
                 due.append(deadline)
         return max(0.0, min(due) - now)
