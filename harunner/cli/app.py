@@ -280,6 +280,9 @@ def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.a
     raise typer.Exit(run_crash_test_command(config, name, arg or [], seed=seed, points=points))
 
 
+from harunner.cli import schedules as _schedules  # noqa: E402, F401  (registers `schedules`)
+
+
 def main() -> None:
     """Console entry point."""
     try:
