@@ -129,23 +129,30 @@ class ScheduleTable:
         self.jobs = JobTable(self.db, lambda error: log.warning("damaged job row: %s", error))
         self._ready = False
 
-    def _ensure(self) -> None:
+    def _exists(self) -> bool:
         if not self._ready:
             found = self.db.read("SELECT name FROM sqlite_master WHERE name='schedules'")
-            if not found:
-                with self.db.write() as writer:
-                    writer.execute(SCHEMA)
+            self._ready = bool(found)
+        return self._ready
+
+    def _ensure(self) -> None:
+        """Create the table if it is missing (a writer's first use); readers never create it."""
+        if not self._exists():
+            with self.db.write() as writer:
+                writer.execute(SCHEMA)
             self._ready = True
 
     # -- reads ----------------------------------------------------------------------------
 
     def rows(self) -> list[ScheduleRow]:
         """Every schedule, enabled or not, by name (as many as job modules declare)."""
-        self._ensure()
+        if not self._exists():
+            return []
         return [_decode(row) for row in self.db.read(f"{SELECT} ORDER BY name")]
 
     def get(self, name: str) -> ScheduleRow | None:
-        self._ensure()
+        if not self._exists():
+            return None
         found = self.db.read(f"{SELECT} WHERE name=?", (name,))
         return _decode(found[0]) if found else None
 

@@ -15,6 +15,7 @@ import random
 import re
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,6 @@ pytest.importorskip("croniter")
 HERE = Path(__file__).parent
 NAME = "cron.second"
 KILLS = int(os.environ.get("HARUNNER_CRON_KILLS", "55"))
-FIRE_ID = re.compile(r"-(\d+)$")
 
 
 def live_pids(cluster) -> dict[int, int]:
@@ -51,18 +51,10 @@ def firer_pid(cluster, rng: random.Random) -> tuple[str, int] | None:
 
 
 def fires_per_time(cluster) -> collections.Counter[int]:
-    """How many jobs each fire time left, by the time in their arguments."""
-    counts: collections.Counter[int] = collections.Counter()
-    for record in cluster.store.list_jobs(name=NAME):
-        counts[int(FIRE_ID.search(record.job_id).group(1)) // 1000 * 1000
-               if "scheduled_at" not in record.args else
-               int(_epoch_ms(record.args["scheduled_at"]))] += 1
-    return counts
-
-
-def _epoch_ms(text: str) -> int:
-    from datetime import datetime
-    return round(datetime.fromisoformat(text).timestamp() * 1000)
+    """How many jobs each fire time left, by the fire time in their arguments."""
+    return collections.Counter(
+        round(datetime.fromisoformat(record.args["scheduled_at"]).timestamp() * 1000)
+        for record in cluster.store.list_jobs(name=NAME))
 
 
 def with_cron_jobs(cluster):
