@@ -20,6 +20,7 @@ import typer
 from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
+from harunner.cli import schedules
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:
@@ -280,7 +281,7 @@ def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.a
     raise typer.Exit(run_crash_test_command(config, name, arg or [], seed=seed, points=points))
 
 
-from harunner.cli import schedules as _schedules  # noqa: E402, F401  (registers `schedules`)
+app.command("schedules")(reports_errors(schedules.schedules))
 
 
 def main() -> None:

@@ -3,34 +3,37 @@
 It reads table `schedules` of the state directory (no lock, no runner needed)
 and imports the job modules, so that a bad schedule is reported here as one
 line (exit 2) and a schedule declared but not yet registered (no runner has
-started since it was written) is listed as such. Registered with one line at
-the end of `harunner.cli.app`; imports of the store and the API are inside
-the command, as for every command.
+started since it was written) is listed as such. `harunner.cli.app`
+registers `schedules` (with its error reporting); imports of the store and
+the API are inside the command, as for every command.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from harunner.cli.app import ConfigOption, JsonOption, StateDirOption, app, load_config
-from harunner.cli.app import reports_errors as _reports_errors
 from harunner.config import Config
 
 NOT_REGISTERED = "declared; registered when a runner starts"
+# the same options as the other commands' (harunner.cli.app, which this module must not import)
+ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="TOML config file "
+                                                  "(default: ./harunner.toml or "
+                                                  "./config/harunner.toml)")]
+StateDirOption = Annotated[str | None, typer.Option("--state-dir", help="state directory")]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable")]
 
 
-@app.command("schedules")
-@_reports_errors
 def schedules(as_json: JsonOption = False, config_file: ConfigOption = None,
               state_dir: StateDirOption = None) -> None:
     """List periodic jobs: schedule, time zone, next fire, last fire, last job and its state."""
+    from harunner import config as config_module
     from harunner.api.statedir import check_state_dir
 
-    config = load_config(config_file, state_dir=state_dir)
+    config = config_module.load(config_file, {"state_dir": state_dir})
     check_state_dir(config.state_path)
     views = gather(config)
     typer.echo(json.dumps(views, indent=2) if as_json else render(views))

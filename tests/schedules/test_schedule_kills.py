@@ -5,6 +5,12 @@ skipped while the previous run ran): no double, no miss. catch_up="all", so
 no time may be left out by the policy. The failpoint between enqueueing a
 fire's jobs and advancing its next_fire sleeps 30 ms in every runner, which
 widens the moment a kill must hit to split a fire that is not atomic.
+
+Mutants seen to fail here (2026-12-01, seed 9, 55 kills): the fire split in two
+transactions, jobs committed first and next_fire advanced after ("duplicates
+refused" 5: the unique job id refused the second fire); the same with random
+job ids (6 fire times with two or three jobs); next_fire advanced in its own
+transaction before the jobs are inserted (5 fire times missed).
 """
 
 from __future__ import annotations
