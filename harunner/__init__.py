@@ -12,10 +12,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harunner.api.context import Context
-    from harunner.api.job import job
     from harunner.api.client import Client, JobHandle
+    from harunner.api.context import Context
     from harunner.api.errors import Cancelled, JobFailed, Timeout
+    from harunner.api.job import job
     from harunner.errors import FencedError, HarunnerError
 
 __all__ = ["Cancelled", "Client", "Context", "FencedError", "HarunnerError", "JobFailed",

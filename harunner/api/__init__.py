@@ -2,8 +2,9 @@
 
 Layering: this folder depends on `harunner.store` (and the floor: errors,
 config) only. `job` holds the decorator, durations, the retry policy and
-argument checks; `context` what a running job sees; `discovery` imports the
-job modules; `client` submits and waits from outside a cluster.
+argument checks; `schedule` the options and fire times of periodic jobs;
+`context` what a running job sees; `discovery` imports the job modules;
+`client` submits and waits from outside a cluster.
 """
 
 from harunner.api.context import Context, job_logger

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harunner.api.schedule import Schedule, parse_schedule
 from harunner.errors import (
     JobArgumentError,
     JobDefinitionError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     pass
 
 MAX_BACKOFF = 3600.0
+SCHEDULED_AT = "scheduled_at"  # the argument a periodic job gets: its fire time, ISO 8601
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
 
@@ -55,6 +57,7 @@ class JobSpec:
     backoff: float
     timeout: float | None
     module: str
+    schedule: Schedule | None = None
 
     @property
     def signature(self) -> str:
@@ -108,14 +111,22 @@ def retry_at(record: JobRecord, now: float) -> float | None:
 
 
 def job(fn: Callable[..., Any] | None = None, *, name: str | None = None, retries: int = 0,
-        backoff: float | str = "1s", timeout: float | str | None = None) -> Any:
-    """Declare a job: `@job` or `@job(name=None, retries=0, backoff="1s", timeout=None)`."""
+        backoff: float | str = "1s", timeout: float | str | None = None,
+        schedule: str | None = None, every: Any = None, timezone: str | None = None,
+        catch_up: str = "latest", overlap: bool = False) -> Any:
+    """Declare a job: `@job` or `@job(name=None, retries=0, backoff="1s", timeout=None)`.
+
+    A periodic job adds `schedule="*/5 * * * *"` (cron, in `timezone`, default UTC) or
+    `every="30s"` / a `timedelta`, and the policies `catch_up` ("none", "latest", "all")
+    and `overlap` (docs/jobs.md, "Periodic jobs").
+    """
     if fn is not None and not callable(fn):
         raise JobDefinitionError(f"@job got {fn!r} instead of a function; to name the job "
                                  f"write @job(name={fn!r})")
+    periodic = (schedule, every, timezone, catch_up, overlap)
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        spec = _make_spec(function, name, retries, backoff, timeout)
+        spec = _make_spec(function, name, retries, backoff, timeout, periodic)
         _register(spec)
         function.job_spec = spec  # type: ignore[attr-defined]
         function.submit = functools.partial(_submit, function)  # type: ignore[attr-defined]
@@ -154,7 +165,8 @@ def forget(module: str) -> None:
 
 
 def _make_spec(function: Callable[..., Any], name: str | None, retries: Any, backoff: Any,
-               timeout: Any) -> JobSpec:
+               timeout: Any, periodic: tuple[Any, ...] = (None, None, None, "latest", False)
+               ) -> JobSpec:
     where = f"@job on {getattr(function, '__module__', '?')}.{function.__qualname__}"
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise JobDefinitionError(f"{where}: retries = {retries!r} must be an integer >= 0")
@@ -163,8 +175,29 @@ def _make_spec(function: Callable[..., Any], name: str | None, retries: Any, bac
     if timeout_s == 0:
         raise JobDefinitionError(f"{where}: timeout = {timeout!r} must be positive (or None)")
     _check_callable_shape(function, where)
+    cron, every, timezone, catch_up, overlap = periodic
+    schedule = parse_schedule(where, cron, every, timezone, catch_up, overlap, parse_duration)
+    if schedule is not None:
+        _check_periodic_shape(function, where)
     return JobSpec(_job_name(function, name, where), function, retries, backoff_s, timeout_s,
-                   function.__module__)
+                   function.__module__, schedule)
+
+
+def _check_periodic_shape(function: Callable[..., Any], where: str) -> None:
+    """A periodic job is fired without arguments (but `scheduled_at`): the rest need defaults."""
+    params = list(inspect.signature(function).parameters.values())[1:]
+    for param in params:
+        if (param.name != SCHEDULED_AT and param.default is param.empty
+                and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)):
+            raise JobDefinitionError(f"{where}: a periodic job is fired without arguments, so "
+                                     f"parameter {param.name!r} needs a default (only "
+                                     f"{SCHEDULED_AT!r} is passed)")
+
+
+def takes_scheduled_at(spec: JobSpec) -> bool:
+    """Whether the job's function accepts `scheduled_at` (by name or through **kwargs)."""
+    params = inspect.signature(spec.function).parameters.values()
+    return any(p.name == SCHEDULED_AT or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _job_name(function: Callable[..., Any], name: str | None, where: str) -> str:

@@ -21,7 +21,7 @@ from harunner import __version__
 from harunner import config as config_module
 from harunner.api import exit_codes
 from harunner.cli import errors as cli_errors
-from harunner.cli import report
+from harunner.cli import report, schedules
 from harunner.errors import HarunnerError
 
 if TYPE_CHECKING:
@@ -277,6 +277,7 @@ def crash_test(name: Annotated[str, typer.Argument(help="job name, e.g. ledger.a
 
 
 app.command("report")(reports_errors(report.command))
+app.command("schedules")(reports_errors(schedules.schedules))
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from harunner.paxos import InstanceKey, Value
 from harunner.runner import actions as act
 from harunner.runner.compaction import compact
 from harunner.runner.consensus import Consensus
+from harunner.runner.cron import CronDuty
 from harunner.runner.feed import Feed
 from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
@@ -72,6 +73,7 @@ class Runner:
                                  worker_mode=config.worker_mode, prefetch=config.prefetch)
         self.executor.warm_up()
         self.scheduler = Scheduler(self.store, self.me)
+        self.cron = CronDuty(self.store, config.jobs, time.time(), self.scheduler.poke)
         started = time.monotonic()  # after the warm-up: its time is no pause of the loop
         timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
                         config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
@@ -151,6 +153,7 @@ class Runner:
         if now >= self.next_compact:
             self.next_compact = now + COMPACT_EVERY
             compact(self.consensus, self.store, now, self.rng)
+        self.cron.tick(now, time.time(), self.primary_generation > 0)  # fire periodic jobs
         self._claim(now)
 
     def _timeout(self, now: float) -> float:
@@ -159,7 +162,7 @@ class Runner:
         if self.executor.room():  # no room: the next look waits for a worker to free up
             due.append(now + self.scheduler.due_in(now))
         for deadline in (self.executor.next_deadline(), self.retry_at,
-                         self.executor.release_due()):
+                         self.executor.release_due(), self.cron.deadline):
             if deadline is not None:
                 due.append(deadline)
         return max(0.0, min(due) - now)
