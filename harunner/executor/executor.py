@@ -41,28 +41,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harunner.errors import (
-    FencedError,
-    HarunnerError,
-    StaleTransitionError,
-    StoreError,
-)
+from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
 from harunner.executor import descendants, outcomes
 from harunner.executor.attempt import Assignment, Outcome
+from harunner.executor.batches import GroupCommit
 from harunner.executor.exits import WorkerExit, label
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
 from harunner.executor.lookahead import Lookahead
-from harunner.executor.outcomes import Ended, Finish
+from harunner.executor.outcomes import Ended
 from harunner.executor.pool import Pool
-from harunner.executor.recorder import Recorder, Result
 from harunner.store import JobRecord, JobState, Store
 from harunner.store.transitions import Claim
-from harunner.store.transitions import Outcome as StoreOutcome
 
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
-GROUP_MAX = 256         # outcomes committed together at most (the rest wait for the next)
 log = logging.getLogger("harunner.executor")
 
 
@@ -105,12 +98,7 @@ class Executor:
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
-        self._ready: list[Ended] = []  # ended attempts waiting for the next group commit
-        self._recorder = Recorder(self._store, RECORD_LOCK_WAIT)
-        self._in_flight: list[tuple[Ended, Finish]] = []  # the batch the recorder commits
-        self._wanted: Claim | None = None  # the claim to send with the next batch
-        self._claiming = 0  # the room of the claim in flight
-        self._claimed: list[JobRecord] = []  # won, not yet taken by the runner
+        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next
         self._record_retry_at: float | None = None
 
@@ -145,35 +133,31 @@ class Executor:
         return {job_id: job.record.generation for job_id, job in self._jobs.items()}
 
     def free_slots(self) -> int:
-        """How many more jobs would start at once: `concurrency` minus the jobs not settled
-        that need a worker (running, queued, waiting to resume)."""
-        busy = len(self._pool.busy)
-        return max(0, self.concurrency - busy - len(self._queue) - len(self._waiting))
+        """`concurrency` minus the jobs that need a worker (running, queued, resuming)."""
+        held = len(self._pool.busy) + len(self._queue) + len(self._waiting)
+        return max(0, self.concurrency - held)
 
     def room(self) -> int:
-        """How many more jobs to claim: the free workers and a queue ahead (`lookahead`),
-        less a claim in flight."""
-        holding = len(self._pool.busy) + len(self._queue) + len(self._waiting) + self._claiming
+        """How many jobs to claim: free workers, the queue ahead, less a claim in flight."""
+        holding = (len(self._pool.busy) + len(self._queue) + len(self._waiting)
+                   + self._group.claiming)
         return self.lookahead.room(self.concurrency, holding, len(self._queue))
 
     def want(self, claim: Claim) -> None:
-        """Claim due jobs in the recorder's next transaction (at once if it is idle); the
-        records won come from `take_claimed` after a later `reap`."""
-        self._wanted = claim
+        """Claim due jobs in the recorder's next transaction (`take_claimed` gets them)."""
+        self._group.wanted = claim
         self._early += self._commit(time.monotonic())
 
     def take_claimed(self) -> list[JobRecord]:
         """The jobs claimed since the last call (RUNNING, owned by this runner): to start."""
-        claimed, self._claimed = self._claimed, []
-        return claimed
+        return self._group.take_claimed()
 
     def has_news(self) -> bool:
         """`reap` has something to report even if no worker and no deadline woke the loop."""
-        return bool(self._early or self._claimed)
+        return bool(self._early) or self._group.has_claimed
 
     def overdue(self, now: float) -> list[JobRecord]:
-        """Claimed-ahead jobs stuck in the queue: the runner gives them back
-        (`Store.release_many`), then `forget`s those it gave back."""
+        """Claimed-ahead jobs stuck in the queue, to give back (then `forget` them)."""
         return [self._jobs[job_id].record for job_id in self.lookahead.overdue(now)]
 
     def release_due(self) -> float | None:
@@ -205,7 +189,8 @@ class Executor:
     def sentinels(self) -> list[int]:
         """File descriptors that become readable when an outcome arrives or a worker exits."""
         fds = self._pool.sentinels()
-        return [*fds, self._recorder.fileno()] if self._recorder.busy else fds
+        recorder = self._group.recorder
+        return [*fds, recorder.fileno()] if recorder.busy else fds
 
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
@@ -239,20 +224,15 @@ class Executor:
     def _group_commit(self, ended: list[Ended], now: float) -> list[WorkerExit]:
         """Group commit: attempts that end while a batch is being committed wait, and go
         together in the next batch (at most GROUP_MAX) as soon as the recorder is free."""
-        exits = []
-        done = self._recorder.collect()
-        if done is not None:
-            exits += self._settled(done, now)
-        self._ready.extend(ended)
+        returned = self._group.returned()
+        exits = [] if returned is None else self._settled(returned, now)
+        self._group.ready.extend(ended)
         return exits + self._commit(now)
 
     def _commit(self, now: float) -> list[WorkerExit]:
         """Send what waits (ended attempts, a claim) to the recorder, if it is free."""
-        if self._recorder.busy or not (self._ready or self._wanted):
-            return []
-        batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
-        claim, self._wanted = self._wanted, None
-        return self._settle(batch, now, claim)
+        batch = self._group.next_batch()
+        return [] if batch is None else self._settle(*batch, now=now)
 
     def check_timeouts(self, now: float) -> list[str]:
         """SIGTERM the worker group of each job past its timeout; SIGKILL the tree after grace."""
@@ -279,7 +259,7 @@ class Executor:
         generation = job.record.generation
         self._unrecorded.pop(job_id, None)
         self.lookahead.started(job_id)
-        self._ready = [item for item in self._ready if item.record.job_id != job_id]
+        self._group.drop(job_id)
         self._waiting.pop(job_id, None)
         if job_id in self._queue:
             self._queue.remove(job_id)
@@ -290,15 +270,16 @@ class Executor:
     def shutdown(self) -> list[WorkerExit]:
         """Record the attempts that ended, then kill every job's worker and every idle
         worker, and reap them."""
+        self._group.wanted = None
         while True:  # what ended is recorded before the workers go
-            done = self._recorder.collect(None)
-            if done is not None:
-                self._settled(done, time.monotonic())
-            if not self._ready:
+            returned = self._group.returned(None)
+            if returned is not None:
+                self._settled(returned, time.monotonic())
+            batch = self._group.next_batch()
+            if batch is None:
                 break
-            batch, self._ready = self._ready[:GROUP_MAX], self._ready[GROUP_MAX:]
-            self._settle(batch, time.monotonic())
-        self._recorder.close()
+            self._settle(*batch, now=time.monotonic())
+        self._group.recorder.close()
         exits = [exit for exit in map(self.kill, list(self._jobs)) if exit is not None]
         self._pool.shutdown()
         if self._adopting:
@@ -358,7 +339,7 @@ class Executor:
 
     # -- recording -----------------------------------------------------------------
 
-    def _settle(self, ended: list[Ended], now: float, claim: Claim | None = None
+    def _settle(self, ended: list[Ended], claim: Claim | None, now: float
                 ) -> list[WorkerExit]:
         """Settle every attempt in `ended`: resume infrastructure faults, drop fenced ones,
         and hand the finishes to the recorder as one batch (`_settled` takes the result)."""
@@ -372,23 +353,14 @@ class Executor:
                 exits.append(self._done(item, "fenced"))
             else:
                 pending.append((item, finish))
-        if pending or claim is not None:
-            self._in_flight = pending
-            self._claiming = claim.room if claim is not None else 0
-            self._recorder.submit([StoreOutcome(f.job_id, f.generation, f.result, f.error,
-                                                f.retry_at) for _, f in pending], claim)
+        self._group.send(pending, claim)
         return exits
 
-    def _settled(self, result: Result, now: float) -> list[WorkerExit]:
+    def _settled(self, returned: list[tuple[Ended, JobRecord | StoreError]], now: float
+                 ) -> list[WorkerExit]:
         """The batch in flight was committed (or refused): end, or keep for a retry."""
-        pending, self._in_flight = self._in_flight, []
-        per, claimed = result
-        self._claimed += claimed
-        self._claiming = 0
-        if isinstance(per, StoreError):  # the database is busy or full: all of them later
-            per = [per for _ in pending]
         exits = []
-        for (item, _), outcome in zip(pending, per, strict=True):
+        for item, outcome in returned:
             if not self._current(item):
                 continue  # killed while it was being recorded: the kill was reported
             if isinstance(outcome, FencedError | StaleTransitionError):

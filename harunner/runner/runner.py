@@ -41,7 +41,6 @@ from harunner.runner.slot import make_rng, take_slot
 from harunner.store import JobRecord, Owner, Store, meta
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
-from harunner.store.transitions import TakeOver as TakeOverItem
 from harunner.store.wakeup import WakeSocket, wake
 
 log = logging.getLogger("harunner.runner")
@@ -223,8 +222,7 @@ class Runner:
 
     def _keep_beating(self) -> None:
         """Beat if one is due: called between the items of a long batch of work."""
-        now = time.monotonic()
-        if now >= self.next_beat:
+        if (now := time.monotonic()) >= self.next_beat:
             self._beat(now)
 
     def _beat(self, now: float) -> None:
@@ -312,22 +310,16 @@ class Runner:
     def _take_over_many(self, takeovers: list[act.TakeOver]) -> None:
         """Raise the generations of decided jobs in one transaction; busy locks are retried."""
         self._keep_beating()
-        items = [TakeOverItem(t.job_id, t.generation, self.me) for t in takeovers]
-        try:
-            applied, busy = self.store.take_over_many(items)
-        except StoreError as error:  # the database itself is busy or full: all of them later
-            log.info("take-over of %d jobs deferred: %s", len(items), error)
-            applied, busy = [], items
-        done = {record.job_id for record in applied}
-        for item in busy:
-            self.core.take_over_failed(item.job_id, item.generation, busy=True)
+        applied, busy, gone = self.scheduler.take_over([(t.job_id, t.generation)
+                                                        for t in takeovers])
+        for job_id, generation in busy:
+            self.core.take_over_failed(job_id, generation, busy=True)
         if busy:
             self.retry_at = time.monotonic() + TAKEOVER_RETRY
-        for item in items:
-            if item.job_id not in done and item not in busy:
-                log.info("no takeover of %s at generation %d: it no longer applies",
-                         item.job_id, item.generation)
-                self.core.take_over_failed(item.job_id, item.generation, busy=False)
+        for job_id, generation in gone:
+            log.info("no takeover of %s at generation %d: it no longer applies", job_id,
+                     generation)
+            self.core.take_over_failed(job_id, generation, busy=False)
         now = time.monotonic()
         for record in applied:
             self.events.emit("took_over", job=record.job_id, generation=record.generation,

@@ -26,10 +26,14 @@ the runner logs them and tries again on a later turn.
 
 from __future__ import annotations
 
+import logging
+
 from harunner import metrics
-from harunner.errors import UnknownJobError
+from harunner.errors import StoreError, UnknownJobError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
-from harunner.store.transitions import Claim, Release
+from harunner.store.transitions import Claim, Release, TakeOver
+
+log = logging.getLogger("harunner.runner")
 
 
 class Scheduler:
@@ -90,3 +94,19 @@ class Scheduler:
         if record.state is not JobState.PENDING:
             return None
         return self.store.assign(SCHEDULER_JOB, self.me, record.generation)
+
+    def take_over(self, decided: list[tuple[str, int]]
+                  ) -> tuple[list[JobRecord], list[tuple[str, int]], list[tuple[str, int]]]:
+        """Raise decided (job, generation)s to this runner in one transaction: (the records
+        raised, those whose job lock was busy or the database busy: to retry, those that no
+        longer apply). Never waits for a job lock."""
+        items = [TakeOver(job_id, generation, self.me) for job_id, generation in decided]
+        try:
+            applied, busy = self.store.take_over_many(items)
+        except StoreError as error:  # the database itself is busy or full: all of them later
+            log.info("take-over of %d jobs deferred: %s", len(items), error)
+            applied, busy = [], items
+        done = {record.job_id for record in applied}
+        later = [(item.job_id, item.generation) for item in busy]
+        gone = [pair for pair in decided if pair[0] not in done and pair not in later]
+        return applied, later, gone

@@ -36,7 +36,6 @@ from typing import Any
 from harunner.config import Config
 from harunner.errors import (
     CorruptFileError,
-    LockTimeoutError,
     UnknownJobError,
 )
 from harunner.failpoints import failpoint
@@ -45,7 +44,7 @@ from harunner.store import transitions as t
 from harunner.store.db import COMMIT_FAILPOINTS, Database
 from harunner.store.durable import KIND_PROGRESS, WRITE_FAILPOINTS, write_atomic
 from harunner.store.layout import PROGRESS, Layout
-from harunner.store.locks import JobLocks, LockBusy, offset_of
+from harunner.store.locks import JobLocks
 from harunner.store.model import (
     SCHEDULER_JOB,
     Checkpoint,
@@ -364,20 +363,9 @@ class Store:
     def job_lock(self, job_id: str, wait: float | None = None) -> Iterator[None]:
         """Hold the job's file lock (re-entrant within a thread), waiting at most lock_timeout."""
         self.init()
-        self._checked_id(job_id)
-        timeout = self.lock_timeout if wait is None else wait
-        try:
-            self._locks.acquire(job_id, timeout)
-        except LockBusy:
-            raise LockTimeoutError(
-                f"job {job_id}: lock {self.layout.job_locks} (byte {offset_of(job_id)}) not "
-                f"acquired within {timeout:g} s; its holder may be paused (SIGSTOP) or hung: "
-                "fencing makes it harmless once the job has a new owner; kill it if it does "
-                "not resume") from None
-        try:
+        with self._locks.hold(self._checked_id(job_id),
+                              self.lock_timeout if wait is None else wait):
             yield
-        finally:
-            self._locks.release(job_id)
 
     @contextlib.contextmanager
     def _held(self, job_ids: Iterable[str], wait: float) -> Iterator[set[str]]:

@@ -34,6 +34,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from harunner.errors import LockTimeoutError
+
 POLL_FIRST = 0.0005
 POLL_MAX = 0.01
 OFFSET_BITS = 62
@@ -93,6 +95,22 @@ class JobLocks:
                 _set(holder.fd, fcntl.F_UNLCK, offset)
             finally:
                 self._close_if_idle(holder)
+
+    @contextlib.contextmanager
+    def hold(self, job_id: str, timeout: float) -> Iterator[None]:
+        """Hold the lock of `job_id`, waiting at most `timeout`: `LockTimeoutError` if not."""
+        try:
+            self.acquire(job_id, timeout)
+        except LockBusy:
+            raise LockTimeoutError(
+                f"job {job_id}: lock {self.path} (byte {offset_of(job_id)}) not acquired "
+                f"within {timeout:g} s; its holder may be paused (SIGSTOP) or hung: fencing "
+                "makes it harmless once the job has a new owner; kill it if it does not "
+                "resume") from None
+        try:
+            yield
+        finally:
+            self.release(job_id)
 
     @contextlib.contextmanager
     def holding(self, job_ids: Iterable[str], wait: float) -> Iterator[set[str]]:

@@ -37,7 +37,7 @@ def test_two_workers_run_ten_jobs(pool):
 
 def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     calls = []
-    recorder = pool.executor._recorder
+    recorder = pool.executor._group.recorder
     original = recorder.submit
     monkeypatch.setattr(recorder, "submit",
                         lambda finishes, claim=None: calls.append(len(finishes))
