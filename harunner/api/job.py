@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harunner.api.schedule import Schedule, parse_schedule
 from harunner.errors import (
     JobArgumentError,
     JobDefinitionError,
@@ -34,6 +33,7 @@ from harunner.errors import (
 from harunner.store import JobRecord
 
 if TYPE_CHECKING:
+    from harunner.api.schedule import Schedule
     pass
 
 MAX_BACKOFF = 3600.0
@@ -176,7 +176,12 @@ def _make_spec(function: Callable[..., Any], name: str | None, retries: Any, bac
         raise JobDefinitionError(f"{where}: timeout = {timeout!r} must be positive (or None)")
     _check_callable_shape(function, where)
     cron, every, timezone, catch_up, overlap = periodic
-    schedule = parse_schedule(where, cron, every, timezone, catch_up, overlap, parse_duration)
+    schedule = None
+    if periodic != (None, None, None, "latest", False):  # zoneinfo & co. only when needed
+        from harunner.api.schedule import parse_schedule
+
+        schedule = parse_schedule(where, cron, every, timezone, catch_up, overlap,
+                                  parse_duration)
     if schedule is not None:
         _check_periodic_shape(function, where)
     return JobSpec(_job_name(function, name, where), function, retries, backoff_s, timeout_s,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import struct
 import threading
@@ -48,6 +47,8 @@ class LockBusy(Exception):
 
 def offset_of(job_id: str) -> int:
     """The byte of the lock file that stands for `job_id`."""
+    import hashlib  # here: its import (OpenSSL) costs a submission ~5 ms
+
     digest = hashlib.blake2b(job_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") & ((1 << OFFSET_BITS) - 1)
 

@@ -10,7 +10,6 @@ SQLite's quick_check and refuses a damaged database, leaving it as it is.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -30,6 +29,8 @@ def prune(held: Held, layout: Layout, table: JobTable, db: Database,
           older_than_wall: float) -> int:
     """Delete finished jobs last updated before `older_than_wall`; how many. `held` holds
     the locks of jobs and yields those whose lock was busy (`Store._held`)."""
+    import shutil  # here: a submission never prunes (shutil pulls in bz2 and lzma)
+
     count = 0
     while True:
         chosen = table.finished_before(older_than_wall, BATCH)
