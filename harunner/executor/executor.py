@@ -60,6 +60,7 @@ from harunner.store.transitions import Outcome as StoreOutcome
 OUTCOMES = ("succeeded", "failed", "retrying", "crashed", "timeout", "fenced", "killed", "infra")
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
+RECORD_BUSY = 0.2      # longest wait for SQLite's write lock while recording: the loop must beat
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 log = logging.getLogger("harunner.executor")
 
@@ -107,7 +108,7 @@ class Executor:
         self.concurrency = concurrency if concurrency > 0 else max(1, os.cpu_count() or 1)
         self._keep_spare = spare
         self._clock = clock
-        self._store = Store(self.state_dir, lock_timeout=lock_timeout)
+        self._store = Store(self.state_dir, lock_timeout=lock_timeout, busy_timeout=RECORD_BUSY)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
                                   lock_timeout, start_method, preload_jobs=preload_jobs,
                                   owner=self)
