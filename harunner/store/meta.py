@@ -76,7 +76,7 @@ def is_held(lock_path: Path) -> bool:
     """True if a live process holds the flock at `lock_path`."""
     if not lock_path.exists():
         return False
-    lock = filelock.FileLock(str(lock_path), thread_local=False)
+    lock = filelock.FileLock(str(lock_path), mode=0o600, thread_local=False)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
