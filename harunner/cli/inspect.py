@@ -155,6 +155,9 @@ def show_text(client: Client, job_id: str) -> str:
         total = "" if progress.total is None else f"/{progress.total:g}"
         lines.append(f"progress:   {progress.done:g}{total} {progress.message or ''}".rstrip())
     lines.append(f"checkpoint: {checkpoint_line(client, job_id)}")
+    resumed = infra_resumes(client.store.log_path(job_id))
+    if resumed:
+        lines.append(f"resumed:    {resumed}")
     lines += ["attempts:"] + [f"  {line}" for line in attempts(record) or ["(none yet)"]]
     if record.state is JobState.SUCCEEDED:
         lines.append(f"result:     {record.result!r}")
@@ -166,6 +169,22 @@ def show_text(client: Client, job_id: str) -> str:
     lines.append(f"log:        {client.store.log_path(job_id)}")
     lines += ["history:"] + [f"  {line}" for line in record.history]
     return "\n".join(lines)
+
+
+def infra_resumes(log: Path) -> str | None:
+    """How often the log's tail says an attempt was re-run after an infrastructure fault."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    faults = [line for line in lines if " infrastructure fault" in line]
+    if not faults:
+        return None
+    last = faults[-1].split(" infrastructure fault", 1)[1].lstrip(":, ")
+    return (f"{len(faults)} time(s) after an infrastructure fault, not counted against "
+            f"retries (in the last {LOG_TAIL_BYTES // 1024} KiB of the log); last: {last}")
 
 
 def checkpoint_line(client: Client, job_id: str) -> str:

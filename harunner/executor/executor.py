@@ -337,7 +337,7 @@ class Executor:
         """Re-run the attempt from its checkpoint after a short wait; record nothing."""
         job = self._jobs[item.record.job_id]
         job.faults += 1
-        delay = outcomes.resume_delay(job.faults)
+        delay = outcomes.resume_delay(job.faults, item.exitcode == -signal.SIGKILL)
         outcomes.log_infra(self._store.log_path(item.record.job_id), item, delay)
         log.warning("job %s: infrastructure fault (%s); resuming in %gs, not counted",
                     item.record.job_id, item.error, delay)

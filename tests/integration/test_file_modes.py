@@ -36,7 +36,7 @@ AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-group
 def loose_entries(root: Path) -> list[str]:
     """Every entry under `root` (and `root`) with a group or other permission bit."""
     found = []
-    for folder, names, files in os.walk(root):
+    for folder, _folders, files in os.walk(root):
         for path in [Path(folder), *(Path(folder) / n for n in files)]:
             mode = stat.S_IMODE(os.lstat(path).st_mode)
             if mode & 0o077:
