@@ -135,6 +135,7 @@ def test_5000_pending_jobs_all_run_and_no_runner_is_killed(make_cluster):
     cluster.wait_up(timeout=5)
 
 
+@pytest.mark.timeout(1200 if SOAK else 300)
 def test_50000_pending_jobs_flow_and_the_cluster_stays_healthy(make_cluster):
     cluster = make_cluster()
     watch, submitted = started_on_backlog(cluster, 50_000)
