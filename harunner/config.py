@@ -30,6 +30,10 @@ DEFAULT_FILES = ("harunner.toml", "config/harunner.toml")
 START_METHODS = ("spawn", "forkserver")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 WORKER_MODES = ("pool", "process")
+MIB = 1024 * 1024
+MIN_CHECKPOINT_BYTES = 1024
+MAX_CHECKPOINT_BYTES = 64 * MIB - 64 * 1024  # what the store can read back, less its wrapper
+CHECKPOINT_ENV = "HARUNNER_MAX_CHECKPOINT_BYTES"  # how a runner hands the limit to its workers
 RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
 
 log = logging.getLogger("harunner.config")
@@ -57,6 +61,7 @@ class Config:
     prefetch: int = 64
     log_level: str = "info"
     retention: str = ""
+    max_checkpoint_bytes: int = 16 * MIB
     seed: int = 0
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
@@ -101,6 +106,7 @@ class Config:
                  f"is {self.worker_mode!r}; allowed: {', '.join(WORKER_MODES)}")
         _require(self.log_level in LOG_LEVELS, origin, "log_level",
                  f"is {self.log_level!r}; allowed: {', '.join(LOG_LEVELS)}")
+        _check_checkpoint_limit(self.max_checkpoint_bytes, origin)
         _require(bool(self.jobs), origin, "jobs", "is empty; list at least one module or folder")
         _require(bool(self.state_dir), origin, "state_dir", "is empty; give a directory")
         _require(not self.retention or RETENTION.match(self.retention) is not None, origin,
@@ -113,6 +119,24 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+
+
+def _check_checkpoint_limit(value: int, origin: str) -> None:
+    _require(MIN_CHECKPOINT_BYTES <= value <= MAX_CHECKPOINT_BYTES, origin,
+             "max_checkpoint_bytes", f"is {value}; from {MIN_CHECKPOINT_BYTES} to "
+             f"{MAX_CHECKPOINT_BYTES} bytes (the largest checkpoint the store can read back)")
+
+
+def checkpoint_limit(env: Mapping[str, str] | None = None) -> int:
+    """The checkpoint size limit a worker enforces: `CHECKPOINT_ENV` (set by its runner from
+    the config) or the default; a bad value is a `ConfigError`."""
+    env = os.environ if env is None else env
+    raw = env.get(CHECKPOINT_ENV)
+    if raw is None:
+        return Config.max_checkpoint_bytes
+    value = _coerce("max_checkpoint_bytes", raw, f"environment ({CHECKPOINT_ENV})")
+    _check_checkpoint_limit(value, f"environment ({CHECKPOINT_ENV})")
+    return int(value)
 
 
 def _require(ok: bool, origin: str, key: str, message: str) -> None:

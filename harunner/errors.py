@@ -52,6 +52,14 @@ class CorruptFileError(StoreError):
     """A state file failed its checksum or header check, and no good version was found."""
 
 
+class CheckpointTooLargeError(StoreError):
+    """A checkpoint above the size limit was refused; nothing was written, the last one stands.
+
+    The job's own fault (it keeps too much state): its attempt fails like any
+    exception it raises, and counts against its retries.
+    """
+
+
 class LockTimeoutError(StoreError):
     """A file lock was not acquired within its timeout (its holder may be paused)."""
 

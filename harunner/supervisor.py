@@ -77,7 +77,7 @@ class Supervisor:
         self.layout = Layout(config.state_path)
         meta.prepare(self.layout)
         check_ipc_paths(self.layout.sockets(range(config.slots)))
-        self.lock = filelock.FileLock(str(self.layout.supervisor_lock),
+        self.lock = filelock.FileLock(str(self.layout.supervisor_lock), mode=0o600,
                                       thread_local=False)
         try:
             self.lock.acquire(timeout=0)

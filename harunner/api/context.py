@@ -1,12 +1,17 @@
 """What a running job sees: `Context` (its last checkpoint, fenced writes) and its log.
 
-Invariant: everything a job writes through its Context carries its
+Invariants: everything a job writes through its Context carries its
 generation, so a stale owner's writes are refused (`FencedError`); a write
 refused because the job moved on (no longer RUNNING) is a `FencedError` too.
 
 Checkpoint writes are timed for `harunner.metrics`; the first checkpoint of
 an attempt that a runner took over is also an event (`first_checkpoint`) in
 the cluster's event log, the last step of a failover's timeline.
+
+A checkpoint whose JSON text is larger than `max_checkpoint_bytes` is refused
+before anything is written (`CheckpointTooLargeError`, raised into the job):
+the limit is below what the store reads back, so an acknowledged checkpoint is
+always readable.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from harunner import metrics
 from harunner.api.job import to_json
-from harunner.errors import FencedError, StaleTransitionError
+from harunner.config import Config
+from harunner.errors import CheckpointTooLargeError, FencedError, StaleTransitionError
 from harunner.store import Checkpoint, JobRecord, Progress
 from harunner.store.events import EventLog
+from harunner.store.job_files import make_private_file
+from harunner.store.model import state_json
 
 if TYPE_CHECKING:
     from harunner.store import Store
@@ -31,8 +39,10 @@ class Context:
     """What a running job sees: its identity, last state, and fenced writes."""
 
     def __init__(self, store: Store, record: JobRecord, checkpoint: Checkpoint | None,
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, *,
+                 max_checkpoint_bytes: int = Config.max_checkpoint_bytes) -> None:
         self._store = store
+        self.max_checkpoint_bytes = max_checkpoint_bytes
         self.record = record
         self.job_id = record.job_id
         self.name = record.name
@@ -51,6 +61,12 @@ class Context:
             raise TypeError(f"job {self.name}: checkpoint state must be a dict, not "
                             f"{type(state).__name__}")
         saved = to_json(state, f"checkpoint state of job {self.name}")
+        size = len(state_json(self.job_id, saved).encode())
+        if size > self.max_checkpoint_bytes:
+            raise CheckpointTooLargeError(
+                f"job {self.job_id} ({self.name}): checkpoint of {size:,} bytes refused, over the "
+                f"limit of {self.max_checkpoint_bytes:,} bytes (config max_checkpoint_bytes); "
+                "nothing was written: keep less state or raise the limit")
         started = time.monotonic()
         seq = self._fenced(self._store.write_checkpoint, self.job_id, self.generation, saved)
         metrics.checkpoint_written(time.monotonic() - started)
@@ -102,9 +118,10 @@ LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %
 
 
 def job_logger(store: Store, record: JobRecord) -> logging.Logger:
-    """A logger appending to the job's log file, each line with time and generation."""
+    """A logger appending to the job's log file (0600), each line with time and generation."""
     path = store.log_path(record.job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_file(path)
     logger = logging.getLogger(f"harunner.job.{record.job_id}")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)

@@ -1,7 +1,8 @@
 """Reading jobs back: `harunner jobs`, `show`, `logs`; text and JSON views of a record.
 
-Everything here reads the store through public `Store` methods and takes no
-lock. `show`'s attempts come from the record's history (each line is
+Everything here reads the store through public `Store` methods (and
+`job_files.read_job_checkpoint`, to say which checkpoints are unreadable) and
+takes no lock. `show`'s attempts come from the record's history (each line is
 "<time> <state>@<generation> <note>"); the traceback's last frame comes from
 the tail of the job's log.
 """
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harunner.api.client import Client
-from harunner.errors import UsageError
-from harunner.store import JobRecord, JobState, Progress
+from harunner.errors import CorruptFileError, UsageError
+from harunner.store import JobRecord, JobState, Progress, job_files
 
 HISTORY_LINE = re.compile(r"^(\S+) (\w+)@(\d+) ?(.*)$")
 FRAME_LINE = re.compile(r'^\s*File "(.+)", line (\d+), in (.+)$')
@@ -153,6 +154,10 @@ def show_text(client: Client, job_id: str) -> str:
     if progress is not None:
         total = "" if progress.total is None else f"/{progress.total:g}"
         lines.append(f"progress:   {progress.done:g}{total} {progress.message or ''}".rstrip())
+    lines.append(f"checkpoint: {checkpoint_line(client, job_id)}")
+    resumed = infra_resumes(client.store.log_path(job_id))
+    if resumed:
+        lines.append(f"resumed:    {resumed}")
     lines += ["attempts:"] + [f"  {line}" for line in attempts(record) or ["(none yet)"]]
     if record.state is JobState.SUCCEEDED:
         lines.append(f"result:     {record.result!r}")
@@ -164,6 +169,40 @@ def show_text(client: Client, job_id: str) -> str:
     lines.append(f"log:        {client.store.log_path(job_id)}")
     lines += ["history:"] + [f"  {line}" for line in record.history]
     return "\n".join(lines)
+
+
+def infra_resumes(log: Path) -> str | None:
+    """How often the log's tail says an attempt was re-run after an infrastructure fault."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    faults = [line for line in lines if " infrastructure fault" in line]
+    if not faults:
+        return None
+    last = faults[-1].split(" infrastructure fault", 1)[1].lstrip(":, ")
+    return (f"{len(faults)} time(s) after an infrastructure fault, not counted against "
+            f"retries (in the last {LOG_TAIL_BYTES // 1024} KiB of the log); last: {last}")
+
+
+def checkpoint_line(client: Client, job_id: str) -> str:
+    """The newest readable checkpoint, and every newer one that cannot be read back."""
+    skipped: list[str] = []
+    folder = client.store.layout.job_folder(job_id)
+    try:
+        found = job_files.read_job_checkpoint(
+            folder, job_id, lambda path, error: skipped.append(f"{path.name} ({error})"))
+    except CorruptFileError as error:
+        return f"UNREADABLE: {error}"
+    if found is None:
+        return "(none)"
+    line = f"seq {found.seq} (generation {found.generation})"
+    if skipped:
+        line += (f"; UNREADABLE and skipped: {'; '.join(skipped)}: the next attempt resumes "
+                 f"from seq {found.seq}")
+    return line
 
 
 def follow(client: Client, job_id: str, write: Callable[[str], None], follow: bool,

@@ -25,6 +25,13 @@ a pristine process use `worker_mode = "process"`.
 Infrastructure faults: an exception that is, or was caused by, a
 `DiskFullError` or `DurabilityError` of the store is reported as kind
 "infra", which the executor does not count against the job.
+
+Unreadable checkpoints are never passed over in silence: each one the read
+skips (corrupt, unreadable, too big) is a WARNING in the job's log and a
+`checkpoint_unreadable` event in the event log, naming the file, the error
+and the older checkpoint the attempt resumes from. When none is readable the
+attempt fails (kind "failed") with the error naming the files and what to do;
+it is not re-run as an infrastructure fault, which would loop for ever.
 """
 
 from __future__ import annotations
@@ -38,12 +45,15 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harunner.api import Context, JobSpec, to_json
 from harunner.api.context import LOG_FORMAT
 from harunner.api.discovery import find, on_path
+from harunner.config import checkpoint_limit
 from harunner.errors import (
+    CorruptFileError,
     DiskFullError,
     DurabilityError,
     FencedError,
@@ -53,7 +63,8 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.executor.descendants import kill_own_descendants
-from harunner.store import JobState, Store
+from harunner.store import Checkpoint, JobRecord, JobState, Store, job_files
+from harunner.store.events import EventLog
 
 KINDS = ("succeeded", "failed", "fenced", "infra")
 _SIGNALS = [int(s) for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
@@ -92,10 +103,8 @@ def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) 
         record = store.get(assignment.job_id)
         if record.state is not JobState.RUNNING or record.generation != assignment.generation:
             return _outcome(assignment, "fenced")
-        folder = store.layout.job_folder(record.job_id)
-        checkpoint = store.read_checkpoint(record.job_id) if folder.is_dir() else None
         logger = _open_log(store, record)
-        outcome = _call(store, record, checkpoint, logger, entries)
+        outcome = _resume(store, record, logger, entries)
     except (FencedError, StaleTransitionError, UnknownJobError):
         outcome = _outcome(assignment, "fenced")
     except (StoreError, DurabilityError, OSError) as error:
@@ -108,6 +117,51 @@ def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) 
     return outcome
 
 
+def _resume(store: Store, record: JobRecord, logger: logging.Logger,
+            entries: tuple[str, ...]) -> Outcome:
+    """Read the last checkpoint (loudly), then call the job; no readable one fails the attempt."""
+    try:
+        checkpoint = read_checkpoint(store, record, logger)
+    except CorruptFileError as error:
+        logger.error("attempt %d cannot start: %s", record.attempts, error)
+        return _outcome(Assignment(record.job_id, record.generation), "failed",
+                        error=summarize(error))
+    return _call(store, record, checkpoint, logger, entries)
+
+
+def read_checkpoint(store: Store, record: JobRecord,
+                    logger: logging.Logger) -> Checkpoint | None:
+    """The newest readable checkpoint; each one skipped is logged and recorded as an event."""
+    skipped: list[tuple[Path, CorruptFileError]] = []
+    folder = store.layout.job_folder(record.job_id)
+    try:
+        found = job_files.read_job_checkpoint(folder, record.job_id,
+                                              lambda path, error: skipped.append((path, error)))
+    except CorruptFileError:
+        _report_unreadable(store, record, logger, skipped, None)
+        raise
+    if skipped:
+        _report_unreadable(store, record, logger, skipped, found)
+    return found
+
+
+def _report_unreadable(store: Store, record: JobRecord, logger: logging.Logger,
+                       skipped: list[tuple[Path, CorruptFileError]],
+                       found: Checkpoint | None) -> None:
+    """A WARNING in the job's log and an event per skipped checkpoint."""
+    instead = f"resumes from the older checkpoint {found.seq}" if found else "has none to use"
+    events = EventLog(store.layout.events, f"worker-{os.getpid()}")
+    try:
+        for path, error in skipped:
+            logger.warning("checkpoint %s is unreadable and was skipped (%s); attempt %d %s",
+                           path.name, error, record.attempts, instead)
+            events.emit("checkpoint_unreadable", job=record.job_id, generation=record.generation,
+                        file=str(path), error=str(error),
+                        resumes_from=found.seq if found else None)
+    finally:
+        events.close()
+
+
 def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
           entries: tuple[str, ...]) -> Outcome:
     """Call the job function; its result, error, fence or infrastructure fault."""
@@ -115,7 +169,8 @@ def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
     context = None
     try:
         spec = _find(entries, record.name)
-        context = Context(store, record, checkpoint, logger)
+        context = Context(store, record, checkpoint, logger,
+                          max_checkpoint_bytes=checkpoint_limit())
         logger.info("attempt %d of %s starts%s", record.attempts, record.name,
                     f" from checkpoint {checkpoint.seq}" if checkpoint else "")
         result = spec.function(context, **record.args)

@@ -55,6 +55,7 @@ from harunner.store.transitions import Claim
 
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
+RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 log = logging.getLogger("harunner.executor")
 
@@ -88,7 +89,7 @@ class Executor:
         self._keep_spare = spare
         self.lookahead = Lookahead(prefetch)
         self._clock = clock
-        self._store = Store(self.state_dir, lock_timeout=lock_timeout)
+        self._store = Store(self.state_dir, lock_timeout=lock_timeout, busy_timeout=RECORD_BUSY)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
                                   lock_timeout, start_method, preload_jobs=preload_jobs,
                                   owner=self)
@@ -388,7 +389,7 @@ class Executor:
         """Re-run the attempt from its checkpoint after a short wait; record nothing."""
         job = self._jobs[item.record.job_id]
         job.faults += 1
-        delay = outcomes.resume_delay(job.faults)
+        delay = outcomes.resume_delay(job.faults, item.exitcode == -signal.SIGKILL)
         outcomes.log_infra(self._store.log_path(item.record.job_id), item, delay)
         log.warning("job %s: infrastructure fault (%s); resuming in %gs, not counted",
                     item.record.job_id, item.error, delay)

@@ -16,9 +16,16 @@ retry time of the record's policy), nothing (fenced, killed), or a resume
   the executor did not send (an operator, the OOM killer, a dead forkserver).
   The record stays RUNNING at its generation with the attempt counter
   unchanged; the executor re-runs the attempt from its last checkpoint after
-  `resume_delay(n)`, and writes one line saying so in the job's log. After
-  KILL_LIMIT SIGKILLs in a row of one attempt, the next counts as "crashed",
-  so a job that the OOM killer always stops does not loop for ever.
+  `resume_delay(n, killed)`, and writes one line saying so in the job's log.
+
+Caps: the wait before a re-run doubles from RESUME_FIRST with each fault of
+the attempt, up to KILLED_RESUME_MAX after an outside SIGKILL (nothing to
+wait for: re-run promptly) and RESUME_MAX after a full disk or a failed fsync
+(give the operator time to free space). After KILL_LIMIT SIGKILLs in a row
+of one attempt, the next counts as "crashed", so a job that the OOM killer
+always stops does not loop for ever; a job re-run after a kill therefore waits
+at most KILLED_RESUME_MAX, and KILL_LIMIT outside kills of one attempt cost it
+no retry.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from harunner.store import JobRecord
 KILL_LIMIT = 10
 RESUME_FIRST = 0.05
 RESUME_MAX = 2.0
+KILLED_RESUME_MAX = 0.4
 
 
 @dataclass(frozen=True)
@@ -88,9 +96,11 @@ def finish_of(ended: Ended, now: float) -> Finish | None:
     return None
 
 
-def resume_delay(faults: int) -> float:
-    """Seconds to wait before re-running an attempt after its `faults`-th infrastructure fault."""
-    return float(min(RESUME_MAX, RESUME_FIRST * 2 ** max(0, faults - 1)))
+def resume_delay(faults: int, killed: bool = False) -> float:
+    """Seconds to wait before re-running an attempt after its `faults`-th infrastructure fault
+    (`killed`: the worker was SIGKILLed from outside, a smaller cap)."""
+    cap = KILLED_RESUME_MAX if killed else RESUME_MAX
+    return float(min(cap, RESUME_FIRST * 2 ** max(0, min(faults, 64) - 1)))
 
 
 def log_infra(path: Path, ended: Ended, delay: float, wall: float | None = None) -> None:

@@ -75,7 +75,7 @@ class BindGuard:
 
     def bind(self, socket: zmq.Socket, path: Path) -> None:
         """Bind `socket` at `path` if no live process holds it, else raise ClusterError."""
-        lock = filelock.FileLock(str(path) + ".lock", thread_local=False)
+        lock = filelock.FileLock(str(path) + ".lock", mode=0o600, thread_local=False)
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:

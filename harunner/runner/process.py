@@ -4,6 +4,14 @@
 session (a runner must not die with it or with the terminal), logs to
 logs/runner-<slot>.log, builds the `Runner` and turns its loop until SIGTERM
 or SIGINT, which only set a flag.
+
+File modes: `configure_logging` (the first thing the supervisor and every
+runner do) sets the process's umask to 077, so every file and socket it and
+its children create (SQLite's -wal and -shm, lock files, sockets, job logs)
+is private to the user, and creates its log file 0600 in a 0700 folder. Job
+workers inherit the umask (each attempt starts with it; a job that shares
+files sets its own). A runner hands `max_checkpoint_bytes` to its workers in
+the environment (`config.CHECKPOINT_ENV`).
 """
 
 from __future__ import annotations
@@ -12,14 +20,16 @@ import logging
 import os
 import signal
 
-from harunner.config import Config
+from harunner.config import CHECKPOINT_ENV, Config
 from harunner.errors import ClusterError
 from harunner.failpoints import failpoint
 from harunner.runner.runner import Runner
+from harunner.store.job_files import make_private_dir, make_private_file
 from harunner.store.layout import Layout
 
 log = logging.getLogger("harunner.runner")
 EXIT_SLOT_BUSY = 3
+PRIVATE_UMASK = 0o077
 
 
 def _request_stop(runner: Runner) -> None:
@@ -31,8 +41,12 @@ def _request_stop(runner: Runner) -> None:
 
 
 def configure_logging(config: Config, name: str) -> None:
+    """Umask 077, then log to logs/<name>.log (0600; the state directory and logs/ 0700)."""
+    os.umask(PRIVATE_UMASK)
     layout = Layout(config.state_path)
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    make_private_dir(layout.root)
+    make_private_dir(layout.logs)
+    make_private_file(layout.log_file(name))
     handler = logging.FileHandler(layout.log_file(name))
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s "
                                            "%(message)s"))
@@ -45,6 +59,7 @@ def runner_main(config: Config, slot: int) -> None:
     """Process target of a runner slot (top level, picklable arguments)."""
     os.setsid()  # a runner must not die with the supervisor or its terminal
     configure_logging(config, f"runner-{slot}")
+    os.environ[CHECKPOINT_ENV] = str(config.max_checkpoint_bytes)  # read by its job workers
     try:
         runner = Runner(config, slot)
     except ClusterError as error:

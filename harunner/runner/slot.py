@@ -21,7 +21,7 @@ from harunner.store.layout import Layout
 
 def take_slot(layout: Layout, slot: int, wait: float) -> tuple[filelock.FileLock, int]:
     """Hold `slot`'s lock (waiting at most `wait` s), raise its incarnation, record the pid."""
-    lock = filelock.FileLock(str(layout.slot_lock(slot)), thread_local=False)
+    lock = filelock.FileLock(str(layout.slot_lock(slot)), mode=0o600, thread_local=False)
     try:
         lock.acquire(timeout=wait)
     except filelock.Timeout:

@@ -10,6 +10,10 @@ Invariants:
 - Checkpoint files are `ckpt.<seq>` with a zero-padded seq; a new seq is
   higher than every `ckpt.*` name present, valid or not, so an acknowledged
   sequence never goes backwards and a corrupt newest file is never revived.
+- A checkpoint is written only if `durable.read` will read it back: one whose
+  payload is above `durable.MAX_PAYLOAD` is refused before anything is
+  written (`CheckpointTooLargeError`); the configured, lower limit
+  (`max_checkpoint_bytes`) is enforced by the job's Context.
 - After a checkpoint is written, only it and the newest *valid* one below it
   are kept. Temp files (`.*.tmp`) in a job folder are left-overs of a crashed
   writer; they are removed by the next writer, which holds the job's lock.
@@ -30,9 +34,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harunner.errors import CorruptFileError, DiskFullError, StoreError
+from harunner.errors import CheckpointTooLargeError, CorruptFileError, DiskFullError, StoreError
 from harunner.failpoints import failpoint
-from harunner.store.durable import KIND_CHECKPOINT, KIND_RECORD, fsync_dir, read, write_atomic
+from harunner.store.durable import (
+    KIND_CHECKPOINT,
+    KIND_RECORD,
+    MAX_PAYLOAD,
+    fsync_dir,
+    read,
+    write_atomic,
+)
 from harunner.store.layout import (
     CHECKPOINT_PREFIX,
     JOB_FOLDERS,
@@ -40,7 +51,7 @@ from harunner.store.layout import (
     RECORD,
     RECORD_PREV,
 )
-from harunner.store.model import checkpoint_from
+from harunner.store.model import Checkpoint, checkpoint_from
 
 log = logging.getLogger("harunner.store")
 
@@ -130,6 +141,15 @@ def read_newest_checkpoint(folder: Path, check: Callable[[Any, int], Any],
 _VANISHED = object()
 
 
+def read_job_checkpoint(folder: Path, job_id: str, report: Report) -> Checkpoint | None:
+    """Job `job_id`'s newest valid checkpoint in `folder` (None if it has none); `report`
+    hears of every unreadable one, newest first, before an older one is returned."""
+    if not folder.is_dir():
+        return None
+    return read_newest_checkpoint(  # type: ignore[no-any-return]
+        folder, lambda data, seq: checkpoint_from(data, job_id, seq), report)
+
+
 def _first_valid(folder: Path, seqs: Any, check: Callable[[Any, int], Any],
                  report: Report) -> Any:
     problems = []
@@ -162,8 +182,12 @@ def append_checkpoint(folder: Path, job_id: str, generation: int, text: str,
     older = checkpoint_seqs(folder)
     seq = (older[-1] if older else 0) + 1
     payload = (f'{{"generation":{int(generation)},"job_id":{json.dumps(job_id)},'
-               f'"seq":{seq},"state":{text}}}')
-    write_atomic(checkpoint_path(folder, seq), KIND_CHECKPOINT, payload.encode())
+               f'"seq":{seq},"state":{text}}}').encode()
+    if len(payload) > MAX_PAYLOAD:
+        raise CheckpointTooLargeError(
+            f"job {job_id}: checkpoint of {len(payload):,} bytes refused, over the "
+            f"{MAX_PAYLOAD:,} bytes a checkpoint file can hold; nothing was written")
+    write_atomic(checkpoint_path(folder, seq), KIND_CHECKPOINT, payload)
     failpoint("store.checkpoint.before_prune")
     prune_checkpoints(folder, older, functools.partial(_checkpoint_good, folder, job_id, report))
     failpoint("store.checkpoint.after_prune")
@@ -213,12 +237,37 @@ def _report(report: Report, error: CorruptFileError, path: Path) -> str:
 
 
 def make_layout(root: Path) -> None:
-    """Create the state directory (0700) and its folders, durably; `run/` is kept 0700."""
-    _make_dir(root)
+    """Create the state directory and its folders (0700), durably; `run/` is kept 0700, and
+    group and other bits are taken off the others (left by an older version)."""
+    make_private_dir(root)
     for name in JOB_FOLDERS:
-        _make_dir(root / name)
+        make_private_dir(root / name)
     for name in PRIVATE_FOLDERS:
         os.chmod(root / name, 0o700)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create the folder `path` (0700) if missing; take group and other bits off it."""
+    _make_dir(path)
+    _tighten(path)
+
+
+def make_private_file(path: Path) -> None:
+    """Create the file `path` empty (0600) if missing; take group and other bits off it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    os.close(fd)
+    _tighten(path)
+
+
+def _tighten(path: Path) -> None:
+    """Remove group and other permission bits, if any and if this user may (it owns `path`)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & 0o077:
+            os.chmod(path, mode & 0o700)
+    except PermissionError:
+        pass
 
 
 def _make_dir(path: Path) -> None:

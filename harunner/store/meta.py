@@ -75,7 +75,7 @@ def is_held(lock_path: Path) -> bool:
         return False
     import filelock  # here: `harunner submit` never needs it (its import costs ~20 ms)
 
-    lock = filelock.FileLock(str(lock_path), thread_local=False)
+    lock = filelock.FileLock(str(lock_path), mode=0o600, thread_local=False)
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
