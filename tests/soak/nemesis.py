@@ -107,7 +107,7 @@ class Nemesis:
 
     def pause(self) -> None:
         """A random pause between two faults."""
-        time.sleep(self.rng.uniform(0.15, 0.9))
+        time.sleep(self.rng.uniform(0.1, 0.7))
 
     # -- targets ----------------------------------------------------------------------
 
