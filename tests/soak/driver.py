@@ -61,7 +61,7 @@ def run(cluster: Any, plan: Plan, trace: Path, disk: Path | None,
     log(f"nemesis stopped after {len(nemesis.faults)} faults in {seconds:.1f} s; settling")
     _settle(cluster, open_jobs, plan.settle_seconds)
     finals = {job_id: _final(cluster, job_id) for job_id in jobs}
-    report = check(read_trace(trace), finals, jobs, nemesis.faults)
+    report = check(read_trace(trace), finals, jobs, nemesis.faults, nemesis.times)
     return Outcome(report, seconds, len(nemesis.faults))
 
 

@@ -77,6 +77,7 @@ class Report:
     stuck: list[str] = field(default_factory=list)
     faults: dict[str, int] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
+    stalls_after: dict[str, float] = field(default_factory=dict)
 
     def kinds(self) -> set[str]:
         """The anomaly classes found."""
@@ -92,13 +93,22 @@ class Report:
                  f"{len(self.anomalies)} anomalies {dict(kinds) or ''}, "
                  f"{len(self.stuck)} stuck {self.stuck[:5]}",
                  f"soak: stalls (no step acknowledged by any job): {stalls}"]
+        if self.stalls_after:
+            after = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds
+                              in sorted(self.stalls_after.items(), key=lambda kv: -kv[1]))
+            lines.append(f"soak: stalls over 1 s by the fault before them: {after}")
         lines += [f"  {a.kind} job {a.job}: {a.detail}" for a in self.anomalies[:20]]
         return "\n".join(lines)
 
 
 def check(lines: Iterable[Mapping[str, Any]], finals: Mapping[str, Final | None],
-          steps: Mapping[str, int], faults: Iterable[str] = ()) -> Report:
-    """Check the whole history; `steps` names every job the test submitted."""
+          steps: Mapping[str, int], faults: Iterable[str] = (),
+          fault_times: Iterable[tuple[float, str]] = ()) -> Report:
+    """Check the whole history; `steps` names every job the test submitted.
+
+    `fault_times` (monotonic time, kind) attributes each stall over 1 s to the
+    fault injected last before it ended.
+    """
     trace = list(lines)
     report = Report(jobs=len(steps), lines=len(trace), faults=dict(Counter(faults)))
     by_job: dict[str, list[tuple[int, Mapping[str, Any]]]] = defaultdict(list)
@@ -109,8 +119,9 @@ def check(lines: Iterable[Mapping[str, Any]], finals: Mapping[str, Final | None]
         if final is None or final.state != "succeeded":
             report.stuck.append(job_id)
         report.anomalies += check_job(job_id, count, by_job.get(job_id, []), final)
-    report.stalls = stall_figures([float(line["mono"]) for line in trace
-                                   if line["kind"] == "ack"])
+    acks = [float(line["mono"]) for line in trace if line["kind"] == "ack"]
+    report.stalls = stall_figures(acks)
+    report.stalls_after = stalls_by_fault(acks, sorted(fault_times))
     return report
 
 
@@ -294,3 +305,15 @@ def stall_figures(times: Iterable[float]) -> dict[str, float]:
     p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
     return {"median": statistics.median(gaps), "p99": p99, "max": gaps[-1],
             "total_over_1s": sum(g for g in gaps if g > 1.0)}
+
+
+def stalls_by_fault(times: Iterable[float], faults: list[tuple[float, str]],
+                    over: float = 1.0) -> dict[str, float]:
+    """Seconds of stalls longer than `over`, by the kind of the last fault before each ended."""
+    ordered = sorted(times)
+    found: dict[str, float] = defaultdict(float)
+    for begin, end in zip(ordered, ordered[1:], strict=False):
+        if end - begin > over:
+            before = [kind for at, kind in faults if at <= end]
+            found[before[-1] if before else "none"] += end - begin
+    return dict(found)

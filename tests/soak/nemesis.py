@@ -94,6 +94,7 @@ class Nemesis:
         self.kill_all = kill_all
         self.log = log
         self.faults: list[str] = []
+        self.times: list[tuple[float, str]] = []
         self.hang = cluster.config.hang_timeout_ms / 1000.0
 
     def step(self) -> str:
@@ -101,7 +102,9 @@ class Nemesis:
         kinds = [kind for kind in KINDS if kind != "fill_disk" or self.disk is not None]
         while True:
             kind = self.rng.choices(kinds, [KINDS[k] for k in kinds])[0]
+            at = time.monotonic()
             if getattr(self, kind)():
+                self.times.append((at, kind))
                 self.faults.append(kind)
                 return kind
 
@@ -144,7 +147,7 @@ class Nemesis:
             return False
         slot = self.rng.choice(sorted(runners))
         long = self.rng.random() < 0.4
-        seconds = self.rng.uniform(1.5 * self.hang, 5 * self.hang) if long \
+        seconds = self.rng.uniform(2 * self.hang, 6 * self.hang) if long \
             else self.rng.uniform(0.05, 0.7 * self.hang)
         self.log(f"SIGSTOP runner slot {slot} pid {runners[slot]} for {seconds:.2f} s")
         _signal(runners[slot], signal.SIGSTOP)

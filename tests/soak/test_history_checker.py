@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .history import Final, check, expected_chain, stall_figures
+from .history import Final, check, expected_chain, stall_figures, stalls_by_fault
 
 JOB = "job-1"
 STEPS = 6
@@ -143,6 +143,9 @@ def test_stall_figures() -> None:
     assert figures["median"] == pytest.approx(0.1)
     assert figures["total_over_1s"] == pytest.approx(2.0)
     assert stall_figures([1.0])["max"] == 0.0
+    faults = [(0.15, "kill_worker"), (1.0, "restart_all")]
+    assert stalls_by_fault([0.0, 0.1, 0.2, 2.2, 2.3, 5.0], faults) == pytest.approx(
+        {"restart_all": 2.0 + 2.7})
 
 
 def test_the_job_and_the_checker_compute_the_same_chain() -> None:
