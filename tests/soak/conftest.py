@@ -37,7 +37,9 @@ from .nemesis import descendants  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 SOAKJOBS = Path(__file__).parent / "soakjobs"
-TMPFS_SIZE = "64m"
+# a finished job keeps ~16 KB of files: 64 MiB holds a CI soak, a long soak needs more
+TMPFS_SIZE = os.environ.get("HARUNNER_SOAK_TMPFS",
+                            "512m" if os.environ.get("HARUNNER_SOAK") == "1" else "64m")
 
 
 @dataclass
