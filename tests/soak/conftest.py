@@ -2,8 +2,9 @@
 
 The test process is a child subreaper while a soak runs, so every runner and
 worker (they leave the supervisor's session) stays its descendant: teardown
-continues and kills each one by pid, reaps it, unmounts the tmpfs and removes
-the folder, whatever happened in the test. If mounting is refused (not root,
+continues and kills each one by pid (every descendant that was not there
+before the fixture started), reaps it, unmounts the tmpfs and removes the
+folder, whatever happened in the test. If mounting is refused (not root,
 no tmpfs), the state directory is a plain folder and only the `fill_disk`
 fault is skipped, with the reason printed.
 """
@@ -50,23 +51,26 @@ class SoakSite:
     trace: Path
     disk: Path | None
     skip_reason: str
+    keep: frozenset[int]
 
     def kill_all(self) -> None:
         """SIGKILL the supervisor and every process it left, by pid, and reap them."""
-        kill_descendants()
+        kill_descendants(self.keep)
         if self.cluster.supervisor is not None:
             self.cluster.supervisor.wait()
 
 
-def kill_descendants() -> None:
-    """Continue, then SIGKILL every descendant of this process; wait until all are gone."""
-    for pid in descendants(os.getpid()):
+def kill_descendants(keep: frozenset[int]) -> None:
+    """Continue, then SIGKILL every descendant of this process not in `keep` (there before)."""
+    def ours() -> set[int]:
+        return descendants(os.getpid()) - keep
+    for pid in ours():
         for signum in (signal.SIGCONT, signal.SIGKILL):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
-    wait_until(lambda: not descendants(os.getpid()), 20, "every started process to die", 0.01)
+    wait_until(lambda: not ours(), 20, "every started process to die", 0.01)
     reap_all()
 
 
@@ -100,6 +104,7 @@ def soak_site() -> Iterator[Callable[..., SoakSite]]:
     """Make one soak cluster (options go to harunner.toml); all of it is gone afterwards."""
     roots: list[Path] = []
     made: list[SoakSite] = []
+    keep = frozenset(descendants(os.getpid()))  # processes of other fixtures: not ours
     _subreaper(True)
 
     def make(**options: Any) -> SoakSite:
@@ -113,15 +118,13 @@ def soak_site() -> Iterator[Callable[..., SoakSite]]:
         cluster.config_path.write_text("\n".join(lines) + "\n")
         cluster.config = config_module.load(str(cluster.config_path), env={})
         made.append(SoakSite(cluster, root / "trace.jsonl", None if reason else root / "state",
-                             reason))
+                             reason, keep))
         return made[-1]
 
     try:
         yield make
     finally:
-        for site in made:
-            site.cluster.stop()
-        kill_descendants()
+        kill_descendants(keep)
         _subreaper(False)
         for root in roots:
             _unmount(root / "state")
