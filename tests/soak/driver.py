@@ -56,7 +56,8 @@ def run(cluster: Any, plan: Plan, trace: Path, disk: Path | None,
     while len(nemesis.faults) < plan.faults and time.monotonic() - began < plan.max_seconds:
         _top_up(cluster, plan, trace, jobs, open_jobs, log)
         nemesis.step()
-        nemesis.pause()
+        elapsed = time.monotonic() - began
+        nemesis.pause(hurry=elapsed > 0.75 * plan.max_seconds * len(nemesis.faults) / plan.faults)
     seconds = time.monotonic() - began
     log(f"nemesis stopped after {len(nemesis.faults)} faults in {seconds:.1f} s; settling")
     _settle(cluster, open_jobs, plan.settle_seconds)

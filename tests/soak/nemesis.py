@@ -108,9 +108,9 @@ class Nemesis:
                 self.faults.append(kind)
                 return kind
 
-    def pause(self) -> None:
-        """A random pause between two faults."""
-        time.sleep(self.rng.uniform(0.1, 0.7))
+    def pause(self, hurry: bool = False) -> None:
+        """A random pause between two faults (shorter when behind schedule)."""
+        time.sleep(self.rng.uniform(0.05, 0.2) if hurry else self.rng.uniform(0.1, 0.7))
 
     # -- targets ----------------------------------------------------------------------
 
