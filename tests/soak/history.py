@@ -78,6 +78,8 @@ class Report:
     faults: dict[str, int] = field(default_factory=dict)
     stalls: dict[str, float] = field(default_factory=dict)
     stalls_after: dict[str, float] = field(default_factory=dict)
+    max_attempt: int = 0
+    max_generation: int = 0
 
     def kinds(self) -> set[str]:
         """The anomaly classes found."""
@@ -91,7 +93,8 @@ class Report:
         lines = [f"soak: {sum(self.faults.values())} faults ({faults or 'none'})",
                  f"soak: {self.jobs} jobs, {self.lines} trace lines, "
                  f"{len(self.anomalies)} anomalies {dict(kinds) or ''}, "
-                 f"{len(self.stuck)} stuck {self.stuck[:5]}",
+                 f"{len(self.stuck)} stuck {self.stuck[:5]}; highest attempt "
+                 f"{self.max_attempt}, generation {self.max_generation}",
                  f"soak: stalls (no step acknowledged by any job): {stalls}"]
         if self.stalls_after:
             after = ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds
@@ -119,6 +122,8 @@ def check(lines: Iterable[Mapping[str, Any]], finals: Mapping[str, Final | None]
         if final is None or final.state != "succeeded":
             report.stuck.append(job_id)
         report.anomalies += check_job(job_id, count, by_job.get(job_id, []), final)
+    report.max_attempt = max((int(line["attempt"]) for line in trace), default=0)
+    report.max_generation = max((int(line["gen"]) for line in trace), default=0)
     acks = [float(line["mono"]) for line in trace if line["kind"] == "ack"]
     report.stalls = stall_figures(acks)
     report.stalls_after = stalls_by_fault(acks, sorted(fault_times))
