@@ -61,16 +61,21 @@ class SoakSite:
 
 
 def kill_descendants(keep: frozenset[int]) -> None:
-    """Continue, then SIGKILL every descendant of this process not in `keep` (there before)."""
-    def ours() -> set[int]:
-        return descendants(os.getpid()) - keep
-    for pid in ours():
-        for signum in (signal.SIGCONT, signal.SIGKILL):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-    wait_until(lambda: not ours(), 20, "every started process to die", 0.01)
+    """Continue and SIGKILL every descendant not in `keep` (there before), until none is left.
+
+    Killing goes on until the tree is empty: a process not yet killed may
+    fork (a forkserver's spare worker) after the tree was read.
+    """
+    def all_gone() -> bool:
+        left = descendants(os.getpid()) - keep
+        for pid in left:
+            for signum in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        return not left
+    wait_until(all_gone, 20, "every started process to die", 0.01)
     reap_all()
 
 

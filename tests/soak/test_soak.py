@@ -48,8 +48,12 @@ def _keep(root: Path) -> None:
 def test_nemesis_soak_finds_no_anomaly(soak_site, capsys) -> None:  # noqa: ANN001
     site = soak_site()
     plan = Plan(seed=SEED, faults=FAULTS, max_seconds=86_400.0 if SOAK else 160.0)
-    outcome = run(site.cluster, plan, site.trace, site.disk, site.kill_all,
-                  _logger(site.cluster.root / "nemesis.log"))
+    try:
+        outcome = run(site.cluster, plan, site.trace, site.disk, site.kill_all,
+                      _logger(site.cluster.root / "nemesis.log"))
+    except BaseException:
+        _keep(site.cluster.root)
+        raise
     report = outcome.report
     with capsys.disabled():
         print(f"\nsoak: seed {SEED} (HARUNNER_SEED), {outcome.faults} faults in "
