@@ -75,8 +75,21 @@ def kill_descendants(keep: frozenset[int]) -> None:
                 except ProcessLookupError:
                     pass
         return not left
-    wait_until(all_gone, 20, "every started process to die", 0.01)
+    try:
+        wait_until(all_gone, 20, "every started process to die", 0.01)
+    except TimeoutError as error:
+        left = {pid: _describe(pid) for pid in descendants(os.getpid()) - keep}
+        raise TimeoutError(f"{error}; still there: {left}") from None
     reap_all()
+
+
+def _describe(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "gone"
+    return f"state {stat[stat.rindex(')') + 2]} {command[:80]}"
 
 
 def _subreaper(on: bool) -> None:
