@@ -51,6 +51,7 @@ from harunner.store.counts import JobCounts
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
 
+WAKE_SLACK = 0.002  # a deadline this close counts as reached
 log = logging.getLogger("harunner.supervisor")
 QUICK_CRASH = 10.0
 HUNG_KILL_FACTOR = 4
@@ -124,7 +125,7 @@ class Supervisor:
         next_beat = 0.0
         while not self.stopping:
             now = time.monotonic()
-            if now >= next_beat:
+            if now >= next_beat - WAKE_SLACK:  # a wait may end a little early: no extra turn
                 next_beat = now + self.config.heartbeat_ms / 1000
                 self._beat()
                 self._read_beats(now)

@@ -213,7 +213,7 @@ class Runner:
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
         for fd in self.executor.sentinels() + self.peers.fds():
             poller.register(fd, zmq.POLLIN)
-        return {source for source, _ in poller.poll(int(timeout * 1000))}
+        return {source for source, _ in poller.poll(int(timeout * 1000) + 1)}  # never early
 
     def _check_peer_exits(self) -> None:
         for slot, pid in self.peers.exited():
