@@ -205,15 +205,15 @@ class Runner:
 
     def _wait(self, timeout: float) -> set[object]:
         """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`
-        (not the bus: beats are read every turn, and a turn comes once a heartbeat);
-        what is ready (sockets and fds, all level-triggered: what is not handled this
-        turn is ready again at the next wait)."""
+        (not the bus: it is read every turn); what is ready, level-triggered (what is not
+        handled this turn is ready again at the next wait)."""
         poller = zmq.Poller()
         poller.register(self.link.inbound, zmq.POLLIN)
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
         for fd in self.executor.sentinels() + self.peers.fds():
             poller.register(fd, zmq.POLLIN)
-        return {source for source, _ in poller.poll(int(timeout * 1000) + 1)}  # never early
+        wait = int(timeout * 1000) + 1 if timeout > 0 else 0  # rounded up: never early
+        return {source for source, _ in poller.poll(wait)}
 
     def _check_peer_exits(self) -> None:
         for slot, pid in self.peers.exited():
