@@ -8,9 +8,10 @@ is not checked (the job still gets the JSON value). A bool is never an int.
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from harunner.api.job import JobSpec
@@ -21,8 +22,14 @@ _PLAIN = {int: "int", float: "float", bool: "bool", str: "str", list: "list", di
 
 def annotations_of(spec: JobSpec) -> dict[str, Any]:
     """The resolved annotations of the job's parameters; {} if they cannot be resolved."""
+    return _hints(spec.function)
+
+
+@functools.lru_cache(maxsize=1024)
+def _hints(function: Callable[..., Any]) -> dict[str, Any]:
+    """Resolved once per function (a client submitting thousands does not resolve each time)."""
     try:
-        hints = typing.get_type_hints(spec.function)
+        hints = typing.get_type_hints(function)
     except Exception:  # an annotation naming something undefined: check nothing
         return {}
     hints.pop("return", None)

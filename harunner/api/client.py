@@ -131,6 +131,7 @@ class Client:
         self.config = loaded
         self.store = Store.from_config(loaded)
         self.layout = Layout(loaded.state_path)
+        self._resolved: dict[Any, JobSpec] = {}
 
     def submit(self, job: JobRef, /, **args: Any) -> JobHandle:
         """Check and durably store one job; `job` is a name or an `@job` function."""
@@ -164,13 +165,20 @@ class Client:
         return Submission(spec, checked)
 
     def resolve(self, job: JobRef) -> JobSpec:
-        """The spec the cluster knows for a job name or an `@job` function."""
+        """The spec the cluster knows for a job name or an `@job` function (found once per
+        client: a job module runs once per process, so what was found stays true)."""
+        found = self._resolved.get(job)
+        if found is not None:
+            return found
         if isinstance(job, str):
-            return find(self.config.jobs, job)
-        spec = spec_of(job)
-        if spec is None:
-            raise UnknownJobError(f"{job!r} is not a job; decorate it with @job")
-        return _served(spec, discover(self.config.jobs), self.config.jobs)
+            found = find(self.config.jobs, job)
+        else:
+            spec = spec_of(job)
+            if spec is None:
+                raise UnknownJobError(f"{job!r} is not a job; decorate it with @job")
+            found = _served(spec, discover(self.config.jobs), self.config.jobs)
+        self._resolved[job] = found
+        return found
 
     def get(self, job_id: str) -> JobHandle:
         """A handle on an existing job; `UnknownJobError` if there is none."""

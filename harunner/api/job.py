@@ -62,11 +62,16 @@ class JobSpec:
     @property
     def signature(self) -> str:
         """The function's signature as written, for error messages."""
-        signature = inspect.signature(self.function)
-        params = [param.replace(annotation=_unquoted(param.annotation))
-                  for param in signature.parameters.values()]
-        shown = signature.replace(parameters=params, return_annotation=signature.empty)
-        return f"{self.function.__name__}{shown}"
+        return _signature_text(self.function)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature_text(function: Callable[..., Any]) -> str:
+    signature = inspect.signature(function)
+    params = [param.replace(annotation=_unquoted(param.annotation))
+              for param in signature.parameters.values()]
+    shown = signature.replace(parameters=params, return_annotation=signature.empty)
+    return f"{function.__name__}{shown}"
 
 
 class _Annotation(str):
@@ -253,9 +258,7 @@ def to_json(value: Any, what: str) -> Any:
 
 def check_arguments(spec: JobSpec, args: Mapping[str, Any]) -> dict[str, Any]:
     """`args` checked against the job's signature and JSON; returns the JSON round trip."""
-    params = list(inspect.signature(spec.function).parameters.values())[1:]
-    named = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    named, takes_any = _parameters(spec.function)
     where = f"job {spec.name!r} (signature {spec.signature})"
     for key in args:
         if not isinstance(key, str):
@@ -271,6 +274,15 @@ def check_arguments(spec: JobSpec, args: Mapping[str, Any]) -> dict[str, Any]:
         return to_json(dict(args), f"arguments of {where}")
     except TypeError as error:
         raise JobArgumentError(str(error)) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameters(function: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
+    """A job function's named parameters after the context, and whether it takes **kwargs
+    (read once per function: a client submitting thousands does not read them each time)."""
+    params = list(inspect.signature(function).parameters.values())[1:]
+    named = {p.name: p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
 def parse_cli_arguments(items: Sequence[str]) -> dict[str, Any]:
