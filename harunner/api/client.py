@@ -132,6 +132,7 @@ class Client:
         self.store = Store.from_config(loaded)
         self.layout = Layout(loaded.state_path)
         self._resolved: dict[Any, JobSpec] = {}
+        self._doorbells: list[Path] = []
 
     def submit(self, job: JobRef, /, **args: Any) -> JobHandle:
         """Check and durably store one job; `job` is a name or an `@job` function."""
@@ -140,11 +141,13 @@ class Client:
     def submit_many(self, calls: Iterable[tuple[JobRef, Mapping[str, Any]]]) -> list[JobHandle]:
         """Check every (job, arguments) pair, then store them all; a bad one stores none."""
         checked = [self.prepare(job, args) for job, args in calls]
-        check_state_dir(self.config.state_path)
+        if not self._doorbells:  # the state directory checked once, on the first submission
+            check_state_dir(self.config.state_path)
+            self._doorbells = [self.layout.wake(slot) for slot in range(self.config.slots)]
         records = self.store.submit_many([
             StoreSubmission(each.spec.name, each.args, each.spec.retries, each.spec.backoff,
                             each.spec.timeout) for each in checked])
-        wake(self.layout.wake(slot) for slot in range(self.config.slots))
+        wake(self._doorbells)
         return [JobHandle(record.job_id, self) for record in records]
 
     def submit_cli(self, name: str, items: Sequence[str]) -> JobHandle:

@@ -271,6 +271,8 @@ class Store:
         wait = self.lock_timeout if lock_wait is None else lock_wait
         with self._held([item.job_id for item in outcomes], wait=wait) as busy:
             chosen = [item for item in outcomes if item.job_id not in busy]
+            if claim is not None and not chosen and not self._table.any_due(claim):
+                claim = None  # a look first: no write lock taken just to find nothing
             if claim is None or claim.room <= 0:
                 return (self._transition(chosen, t.finished)[0] if chosen else []), []
             now = self.clock()

@@ -153,6 +153,13 @@ class JobTable:
                 return record
         raise StoreError(f"could not find a free job id in {self.db.path}")
 
+    def any_due(self, claim: Claim) -> bool:
+        """Whether a job `claim` could take is due (a read: no write lock)."""
+        found = self.db.read("SELECT job_id FROM jobs WHERE state='pending' AND not_before<=? "
+                             "ORDER BY not_before, created_at, job_id LIMIT ?",
+                             (claim.wall, len(claim.skip) + 1))
+        return any(row[0] not in claim.skip for row in found)
+
     def claim(self, writer: Writer, claim: Claim, now: float) -> list[JobRecord]:
         """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction
         (which holds the write lock: no other claimer can take the same job meanwhile)."""
