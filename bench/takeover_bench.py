@@ -115,11 +115,21 @@ def one_run(n: int, delay: float) -> dict[str, float]:
         wait_until(all_resumed, 300, "every orphan checkpointing again", 0.05)
         events = [e for e in read_events(store.layout.events) if e.get("t", 0) >= sent]
         times = [(at - sent) * 1000 for at in resumed.values()]
+        steps = {}
+        for event in events:  # the failover's timeline: first and last of each step
+            name, at = event.get("event"), (event["t"] - sent) * 1000
+            first, last = steps.get(name, (at, at))
+            steps[name] = (min(first, at), max(last, at))
+        timeline = "; ".join(f"{name} {first:.0f}-{last:.0f}" for name, (first, last) in
+                             sorted(steps.items(), key=lambda item: item[1][0])
+                             if name in ("peer_exit", "runner_exit", "detected", "propose",
+                                         "decided", "took_over", "worker_started"))
         return {"orphans": len(orphans), "owned_ms": (owned_at - sent) * 1000,
                 "resumed_all_ms": max(times), "resumed_p50_ms": statistics.median(times),
                 "resumed_p99_ms": percentile(times, 0.99),
                 "proposals": sum(1 for e in events if e.get("event") == "propose"),
-                "took_over": sum(1 for e in events if e.get("event") == "took_over")}
+                "took_over": sum(1 for e in events if e.get("event") == "took_over"),
+                "timeline": timeline}
     finally:
         supervisor.send_signal(signal.SIGTERM)
         try:
@@ -145,7 +155,8 @@ def main() -> None:
         print(f"run {run}: {row['orphans']} orphans; all owned again {row['owned_ms']:.0f} ms; "
               f"checkpointing again p50 {row['resumed_p50_ms']:.0f} ms, p99 "
               f"{row['resumed_p99_ms']:.0f} ms, all {row['resumed_all_ms']:.0f} ms; "
-              f"{row['proposals']} proposals, {row['took_over']} jobs taken over")
+              f"{row['proposals']} proposals, {row['took_over']} jobs taken over\n"
+              f"  timeline (ms after the signal, first-last): {row['timeline']}")
     print(f"load average at end: {os.getloadavg()}")
     for key in ("owned_ms", "resumed_p50_ms", "resumed_p99_ms", "resumed_all_ms"):
         print(f"  median {key:<16} {statistics.median(r[key] for r in rows):8.0f}")

@@ -9,11 +9,9 @@ worker's side, `attempt` for one attempt, `outcomes` for the rule of faults,
 `pool` for the worker processes, `launcher` for how they start, `recorder`
 for the group commit of outcomes.
 
-Two modes. `worker_mode="pool"`: `concurrency` long-lived workers (default one
-per core), each running many jobs in turn, handed over its pipe.
-`worker_mode="process"`: one fresh worker per job, with one spare started in
-advance. Jobs beyond the free workers wait in a FIFO queue and still count in
-`running()` (a takeover must never be refused for want of a worker).
+Modes (docs/executor.md): `pool`, `concurrency` long-lived workers; `process`, a
+fresh worker per job. Jobs beyond the free workers wait in a FIFO queue and
+count in `running()` (a takeover is never refused for want of a worker).
 
 Invariants:
 - Outcomes are recorded here, never by workers, in batches: freed workers get
@@ -28,6 +26,8 @@ Invariants:
   re-run from its checkpoint after a short capped wait, attempts unchanged.
 - A worker is signalled only through its pidfd. Timeouts use the monotonic
   `now` passed in; retry times the wall clock (`clock`), like `not_before`.
+- At most LAUNCH_BATCH worker processes are started per turn (a take-over of
+  hundreds of jobs in process mode must not hold the loop for seconds).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from harunner.store.transitions import Claim
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
+LAUNCH_BATCH = 8  # worker processes started per turn at most (the loop beats between turns)
 RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 log = logging.getLogger("harunner.executor")
 
@@ -100,10 +101,10 @@ class Executor:
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
         self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)
+        self._launches = LAUNCH_BATCH  # new workers this turn may start (`reap` refills it)
+        self._launch_more = False  # the last dispatch stopped for want of that budget
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next
         self._record_retry_at: float | None = None
-
-    # -- starting ------------------------------------------------------------------
 
     def warm_up(self) -> None:
         """Start the forkserver and the workers now (pool: all of them; process: a spare)."""
@@ -126,8 +127,6 @@ class Executor:
             self.lookahead.claimed(record.job_id, now)
         self._queue.append(record.job_id)
         self._dispatch(now)
-
-    # -- watching ------------------------------------------------------------------
 
     def running(self) -> dict[str, int]:
         """Job id -> generation of every job not yet settled (running, queued, resuming)."""
@@ -174,17 +173,14 @@ class Executor:
                 self.lookahead.started(job_id)
 
     @property
-    def spare_pid(self) -> int | None:
-        """The pid of an idle worker waiting for a job, if there is one."""
+    def spare_pid(self) -> int | None:  # an idle worker waiting for a job, if there is one
         return self._pool.idle[-1].pid if self._pool.idle else None
 
     def worker_pid(self, job_id: str) -> int | None:
         """The pid of the worker running `job_id` now, if any."""
-        proc = self._pool.busy.get(job_id)
-        return proc.pid if proc is not None else None
+        return getattr(self._pool.busy.get(job_id), "pid", None)
 
-    def worker_pids(self) -> list[int]:
-        """The pids of every live worker, busy or idle."""
+    def worker_pids(self) -> list[int]:  # every live worker, busy or idle
         return self._pool.pids()
 
     def sentinels(self) -> list[int]:
@@ -202,10 +198,13 @@ class Executor:
         for extra in (self._record_retry_at, self._pool.spare_due()):
             if extra is not None:
                 times.append(extra)
+        if self._launch_more:
+            times.append(0.0)  # more to start than one turn's LAUNCH_BATCH: go on at once
         return min(times, default=None)
 
     def reap(self, now: float) -> list[WorkerExit]:
         """Collect outcomes and deaths, record them in one batch, resume and start jobs."""
+        self._launches = LAUNCH_BATCH
         ended = self._collect_outcomes() + self._collect_deaths()
         if self._unrecorded and (self._record_retry_at is None or self._record_retry_at <= now):
             ended += [item for item in self._unrecorded.values() if item not in ended]
@@ -250,8 +249,6 @@ class Executor:
                 descendants.kill_tree(proc.pid, proc.pidfd)
         return signalled
 
-    # -- stopping ------------------------------------------------------------------
-
     def kill(self, job_id: str) -> WorkerExit | None:
         """Stop `job_id` now: SIGKILL its worker and all its descendants; records nothing."""
         job = self._jobs.pop(job_id, None)
@@ -291,9 +288,16 @@ class Executor:
     # -- starting and ending attempts --------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
-        """Hand queued jobs to free workers, oldest first."""
+        """Hand queued jobs to free workers, oldest first, starting no more new worker
+        processes than this turn's budget (the rest at the next turns)."""
         failures = 0
+        self._launch_more = False
         while self._queue and failures <= self.concurrency:
+            if not self._pool.idle:  # the next one needs a worker started now
+                if self._launches <= 0:
+                    self._launch_more = len(self._pool.busy) < self.concurrency
+                    return
+                self._launches -= 1
             proc = self._pool.free_worker()
             if proc is None:
                 return
@@ -337,8 +341,6 @@ class Executor:
             if death == -signal.SIGKILL and job.terminated_at is None:
                 job.kills += 1
         return ended
-
-    # -- recording -----------------------------------------------------------------
 
     def _settle(self, ended: list[Ended], claim: Claim | None, now: float
                 ) -> list[WorkerExit]:
