@@ -16,11 +16,12 @@ always readable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from harunner import metrics
 from harunner.api.job import to_json
@@ -117,19 +118,35 @@ class _GenerationFilter(logging.Filter):
 LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %(message)s"
 
 
-def job_logger(store: Store, record: JobRecord) -> logging.Logger:
-    """A logger appending to the job's log file (0600), each line with time and generation."""
-    path = store.log_path(record.job_id)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    make_private_file(path)
+def job_logger(store: Store, record: JobRecord,
+               stream: TextIO | None = None) -> logging.Logger:
+    """A logger appending to the job's log file (0600), each line with time and generation;
+    to `stream` (an open descriptor of that file, closed with the logger) if given."""
     logger = logging.getLogger(f"harunner.job.{record.job_id}")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    if stream is None:
+        path = store.log_path(record.job_id)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_file(path)
+        handler: logging.Handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    else:
+        handler = _ClosingStreamHandler(stream)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(_GenerationFilter(record.generation, record.attempts))
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return logger
+
+
+class _ClosingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler over a stream it owns: closing the handler closes the stream."""
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+        finally:
+            super().close()

@@ -48,8 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harunner.api import Context, JobSpec, to_json
-from harunner.api.context import LOG_FORMAT
+from harunner.api import Context, JobSpec, job_logger, to_json
 from harunner.api.discovery import find, on_path
 from harunner.config import checkpoint_limit
 from harunner.errors import (
@@ -290,15 +289,11 @@ def _forget_logger(logger: logging.Logger | None) -> None:
     """Close the job logger's handlers and drop it, so loggers do not pile up per job."""
     if logger is None:
         return
-    _forget_handlers(logger)
-    logging.Logger.manager.loggerDict.pop(logger.name, None)
-
-
-def _forget_handlers(logger: logging.Logger) -> None:
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
         with contextlib.suppress(Exception):
             handler.close()
+    logging.Logger.manager.loggerDict.pop(logger.name, None)
 
 
 _SPECS: dict[tuple[tuple[str, ...], str], JobSpec] = {}
@@ -313,17 +308,6 @@ def _find(entries: tuple[str, ...], name: str) -> JobSpec:
     else:
         on_path(entries)
     return spec
-
-
-class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes the job's log lines to its own descriptor of the job's log file."""
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.close()
-        finally:
-            super().close()
 
 
 def _open_log(store: Store, record: Any) -> logging.Logger:
@@ -341,15 +325,7 @@ def _open_log(store: Store, record: Any) -> logging.Logger:
     _flush_streams()
     os.dup2(fd, 1, inheritable=True)
     os.dup2(fd, 2, inheritable=True)
-    logger = logging.getLogger(f"harunner.job.{record.job_id}")
-    _forget_handlers(logger)
-    handler = _LogHandler(open(fd, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={
-        "generation": record.generation, "attempt": record.attempts}))
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    return logger
+    return job_logger(store, record, open(fd, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
 
 
 def _flush_streams() -> None:

@@ -117,7 +117,8 @@ class Runner:
         self._feed(self.core.tick(now))
         if now >= self.next_beat:
             self._beat(now)
-        ready = self._wait(self._timeout(now))
+        workers = set(self.executor.sentinels())
+        ready = self._wait(self._timeout(now), workers)
         now = time.monotonic()  # fresh after the wait: a pause in it is seen by the core
         if self.peers.due(ready):
             self._check_peer_exits()
@@ -130,7 +131,7 @@ class Runner:
             self.feed.ring()
             self.scheduler.poke()
         deadline = self.executor.next_deadline()
-        if (ready & set(self.executor.sentinels()) or self.executor.has_news()
+        if (ready & workers or self.executor.has_news()
                 or (deadline is not None and now >= deadline)):
             self._reap_workers(now)
         self._give_back(time.monotonic())
@@ -203,14 +204,13 @@ class Runner:
             self._feed(self.core.observe(released, time.monotonic()))
             wake(self.layout.wake(s) for s in range(self.config.slots) if s != self.slot)
 
-    def _wait(self, timeout: float) -> set[object]:
+    def _wait(self, timeout: float, workers: set[int]) -> set[object]:
         """Sleep until Paxos traffic, the doorbell, a worker or a peer's exit, or `timeout`
-        (not the bus: it is read every turn); what is ready, level-triggered (what is not
-        handled this turn is ready again at the next wait)."""
+        (not the bus: read every turn); what is ready, level-triggered."""
         poller = zmq.Poller()
         poller.register(self.link.inbound, zmq.POLLIN)
         poller.register(self.doorbell.fileno(), zmq.POLLIN)
-        for fd in self.executor.sentinels() + self.peers.fds():
+        for fd in [*workers, *self.peers.fds()]:
             poller.register(fd, zmq.POLLIN)
         wait = int(timeout * 1000) + 1 if timeout > 0 else 0  # rounded up: never early
         return {source for source, _ in poller.poll(wait)}

@@ -37,6 +37,9 @@ log = logging.getLogger("harunner.store")
 
 BATCH_FAILPOINTS = ("store.db.batch_item",)
 FINISHED = tuple(state.value for state in JobState if state.finished)
+# The due PENDING jobs, earliest first, through index jobs_by_state_due: (now_wall, limit).
+DUE = ("WHERE state='pending' AND not_before<=? ORDER BY not_before, created_at, job_id "
+       "LIMIT ?")
 
 Item = TypeVar("Item")
 Refused = tuple[Any, Exception]
@@ -75,10 +78,7 @@ class JobTable:
         return self._decoded(found, rows.from_brief_row if brief else rows.from_row), last
 
     def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:
-        found = self.db.read(f"{rows.SELECT} WHERE state='pending' AND not_before<=? "
-                             "ORDER BY not_before, created_at, job_id LIMIT ?",
-                             (now_wall, limit))
-        return self._decoded(found)
+        return self._decoded(self.db.read(f"{rows.SELECT} {DUE}", (now_wall, limit)))
 
     def query(self, states: Iterable[JobState] | None, name: str | None, limit: int | None,
               newest_first: bool, before: str | None, after: str | None) -> list[JobRecord]:
@@ -155,16 +155,13 @@ class JobTable:
 
     def any_due(self, claim: Claim) -> bool:
         """Whether a job `claim` could take is due (a read: no write lock)."""
-        found = self.db.read("SELECT job_id FROM jobs WHERE state='pending' AND not_before<=? "
-                             "ORDER BY not_before, created_at, job_id LIMIT ?",
-                             (claim.wall, len(claim.skip) + 1))
+        found = self.db.read(f"SELECT job_id FROM jobs {DUE}", (claim.wall, len(claim.skip) + 1))
         return any(row[0] not in claim.skip for row in found)
 
     def claim(self, writer: Writer, claim: Claim, now: float) -> list[JobRecord]:
         """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction
         (which holds the write lock: no other claimer can take the same job meanwhile)."""
-        found = writer.execute(f"{rows.SELECT} WHERE state='pending' AND not_before<=? "
-                               "ORDER BY not_before, created_at, job_id LIMIT ?",
+        found = writer.execute(f"{rows.SELECT} {DUE}",
                                (claim.wall, claim.room + len(claim.skip))).fetchall()
         due = [r for r in self._decoded(found) if r.job_id not in claim.skip][:claim.room]
         items = [Assignment(r.job_id, claim.owner, r.generation) for r in due]
