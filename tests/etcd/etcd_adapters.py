@@ -1,7 +1,7 @@
 """One small, blocking interface over each etcd client under comparison.
 
 Responsible for letting the same correctness tests and the same bench drive every
-candidate: the standard-library gateway client (`etcd_gateway`), etcd3gw (HTTP
+candidate: the standard-library gateway client (`harunner.store.etcd.gateway`), etcd3gw (HTTP
 gateway, requests), aetcd (gRPC, asyncio: driven from a private event-loop
 thread, as a blocking runner loop would have to) and etcd-sdk-python (`pyetcd`,
 gRPC, blocking). An adapter adds no retries and no caching, so that what the
@@ -12,7 +12,7 @@ Invariants:
   success, read the key on failure; they return (succeeded, key after/at txn);
 - `lease_keepalive` returns the new TTL, or a value <= 0 when the lease is gone;
 - a watch's `next_events(timeout)` returns what arrived (maybe []) and raises
-  `WatchCompacted` or `EtcdUnavailable` (from `etcd_gateway`) when the library
+  `WatchCompacted` or `EtcdUnavailable` (from `harunner.store.etcd.gateway`) when the library
   reports a compacted start revision or a broken stream.
 """
 
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import etcd_gateway as gw
-from etcd_gateway import EtcdUnavailable, KeyValue, WatchCompacted, WatchEvent
+import harunner.store.etcd.gateway as gw
+from harunner.store.etcd.gateway import EtcdUnavailable, KeyValue, WatchCompacted, WatchEvent
 
 CLIENTS = ("gateway", "etcd3gw", "aetcd", "pyetcd")
 MODULES = {"gateway": None, "etcd3gw": "etcd3gw", "aetcd": "aetcd", "pyetcd": "pyetcd"}

@@ -14,7 +14,7 @@ import time
 
 import pytest
 from etcd_adapters import open_client
-from etcd_gateway import EtcdGateway, EtcdUnavailable, WatchCompacted, WatchEvent
+from harunner.store.etcd.gateway import EtcdGateway, EtcdUnavailable, WatchCompacted, WatchEvent
 
 from harunner.polling import wait_until
 

@@ -10,7 +10,7 @@ Driven by the standard-library gateway client with all three endpoints.
 from __future__ import annotations
 
 import pytest
-from etcd_gateway import (
+from harunner.store.etcd.gateway import (
     EtcdError,
     EtcdGateway,
     EtcdUnavailable,

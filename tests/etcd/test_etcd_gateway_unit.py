@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from etcd_gateway import (
+from harunner.store.etcd.gateway import (
     EtcdGateway,
     EtcdUnavailable,
     GatewayWatch,
