@@ -46,9 +46,9 @@ class Config:
     state_dir: str = ".harunner"
     jobs: tuple[str, ...] = ("jobs",)
     slots: int = 3
-    heartbeat_ms: int = 100
+    heartbeat_ms: int = 200
     suspect_after: int = 2
-    hang_timeout_ms: int = 500
+    hang_timeout_ms: int = 600
     lock_timeout_ms: int = 2000
     paxos_timeout_ms: int = 200
     respawn_backoff_ms: int = 50

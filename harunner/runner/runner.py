@@ -157,10 +157,15 @@ class Runner:
         self._claim(now)
 
     def _timeout(self, now: float) -> float:
-        """How long the loop may wait: until the next beat, look or deadline, at most a beat."""
-        due = [self.next_beat, self.feed.next_look]
-        if self.executor.room():  # no room: the next look waits for a worker to free up
-            due.append(now + self.scheduler.due_in(now))
+        """How long the loop may wait: until the next beat or deadline, at most a beat.
+
+        The periodic looks (the feed's and the scheduler's, once a second when nothing
+        rang) wake nobody: they ride on the next beat's turn, at most a beat late. A
+        look that is due now (rung, poked, or still finding work) ends the wait at once."""
+        if self.feed.next_look <= now or (self.executor.room()
+                                          and self.scheduler.due_in(now) <= 0):
+            return 0.0
+        due = [self.next_beat]
         for deadline in (self.executor.next_deadline(), self.retry_at,
                          self.executor.release_due(), self.cron.deadline):
             if deadline is not None:
