@@ -30,6 +30,7 @@ from harunner.net import bus
 from harunner.net.sockets import BindGuard, PeerLink, Publisher, Subscriber
 from harunner.paxos import InstanceKey, Value
 from harunner.runner import actions as act
+from harunner.runner import reports
 from harunner.runner.compaction import compact
 from harunner.runner.consensus import Consensus
 from harunner.runner.cron import CronDuty
@@ -157,11 +158,8 @@ class Runner:
         self._claim(now)
 
     def _timeout(self, now: float) -> float:
-        """How long the loop may wait: until the next beat or deadline, at most a beat.
-
-        The periodic looks (the feed's and the scheduler's, once a second when nothing
-        rang) wake nobody: they ride on the next beat's turn, at most a beat late. A
-        look that is due now (rung, poked, or still finding work) ends the wait at once."""
+        """How long the loop may wait: until the next beat or deadline. The periodic looks
+        ride on a beat's turn; a look due now (rung, poked, finding work) waits for nothing."""
         if self.feed.next_look <= now or (self.executor.room()
                                           and self.scheduler.due_in(now) <= 0):
             return 0.0
@@ -293,15 +291,11 @@ class Runner:
             case act.ClaimScheduler():
                 self._claim_scheduler()
             case act.Detected(slot, incarnation, reason):
-                log.warning("runner slot %d incarnation %d is dead: %s", slot, incarnation,
-                            reason)
-                self.events.emit("detected", slot=slot, incarnation=incarnation, reason=reason)
+                reports.detected(self.events, slot, incarnation, reason)
                 self.peers.detected(slot, incarnation, reason, time.monotonic())
                 self.rescan = True  # jobs it claimed since this runner's last look at the feed
             case act.Paused(seconds):
-                log.warning("runner slot %d was paused (or busy, deaf to the bus) for %.0f ms",
-                            self.slot, seconds * 1000)
-                self.events.emit("paused", slot=self.slot, ms=round(seconds * 1000))
+                reports.paused(self.events, self.slot, seconds)
                 self.rescan = True
 
     def _decided(self, decisions: dict[InstanceKey, Value]) -> None:
