@@ -50,7 +50,7 @@ from typing import Any
 
 from harunner.api import Context, JobSpec, job_logger, to_json
 from harunner.api.discovery import find, on_path
-from harunner.config import checkpoint_limit
+from harunner.config import CHECKPOINT_ENV, checkpoint_limit
 from harunner.errors import (
     CorruptFileError,
     DiskFullError,
@@ -169,7 +169,7 @@ def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
     try:
         spec = _find(entries, record.name)
         context = Context(store, record, checkpoint, logger,
-                          max_checkpoint_bytes=checkpoint_limit())
+                          max_checkpoint_bytes=_checkpoint_limit())
         logger.info("attempt %d of %s starts%s", record.attempts, record.name,
                     f" from checkpoint {checkpoint.seq}" if checkpoint else "")
         result = spec.function(context, **record.args)
@@ -297,6 +297,12 @@ def _forget_logger(logger: logging.Logger | None) -> None:
 
 
 _SPECS: dict[tuple[tuple[str, ...], str], JobSpec] = {}
+# (entries, sys.path at the start of an attempt) -> sys.path once `on_path` ran on it. The
+# baseline puts sys.path back after every attempt, so each attempt starts from the same one
+# and replaying the result spares `on_path`'s resolve() of every entry (two realpath walks).
+_PATHS: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+_LIMITS: dict[str | None, int] = {}  # the raw CHECKPOINT_ENV value -> the limit it gives
+_REMEMBER = 64  # at most this many sys.path and limit variants remembered
 
 
 def _find(entries: tuple[str, ...], name: str) -> JobSpec:
@@ -306,8 +312,34 @@ def _find(entries: tuple[str, ...], name: str) -> JobSpec:
     if spec is None:
         spec = _SPECS[(entries, name)] = find(entries, name)
     else:
-        on_path(entries)
+        _on_path(entries)
     return spec
+
+
+def _on_path(entries: tuple[str, ...]) -> None:
+    """`discovery.on_path(entries)`, replayed when sys.path is as it was last time."""
+    key = (entries, tuple(sys.path))
+    found = _PATHS.get(key)
+    if found is not None:
+        sys.path[:] = found
+        return
+    on_path(entries)
+    if len(_PATHS) >= _REMEMBER:
+        _PATHS.clear()
+    _PATHS[key] = list(sys.path)
+
+
+def _checkpoint_limit() -> int:
+    """`config.checkpoint_limit()`, parsed once per value of the variable (a bad one raises
+    each time: it is never remembered)."""
+    raw = os.environ.get(CHECKPOINT_ENV)
+    limit = _LIMITS.get(raw)
+    if limit is None:
+        limit = checkpoint_limit()
+        if len(_LIMITS) >= _REMEMBER:
+            _LIMITS.clear()
+        _LIMITS[raw] = limit
+    return limit
 
 
 def _open_log(store: Store, record: Any) -> logging.Logger:

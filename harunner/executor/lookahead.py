@@ -20,7 +20,7 @@ no claim until half the queue is free).
 
 from __future__ import annotations
 
-PREFETCH_WINDOW = 0.02  # claim ahead at most this much queued work (by recent attempt times)
+PREFETCH_WINDOW = 0.05  # claim ahead at most this much queued work (by recent attempt times)
 RELEASE_AFTER = 0.2     # a claimed job still queued this long is given back for others to run
 
 

@@ -31,7 +31,7 @@ from harunner.failpoints import failpoint
 from harunner.store import job_files, rows
 from harunner.store.db import Database, Writer
 from harunner.store.model import JobRecord, JobState
-from harunner.store.transitions import Assignment, Claim, Submission, assigned, created, job_of
+from harunner.store.transitions import Assignment, Claim, Submission, assigned, created
 
 log = logging.getLogger("harunner.store")
 
@@ -164,8 +164,12 @@ class JobTable:
         found = writer.execute(f"{rows.SELECT} {DUE}",
                                (claim.wall, claim.room + len(claim.skip))).fetchall()
         due = [r for r in self._decoded(found) if r.job_id not in claim.skip][:claim.room]
-        items = [Assignment(r.job_id, claim.owner, r.generation) for r in due]
-        return self.transition(writer, items, job_of, lambda r, i: assigned(r, i, now))[0]
+        won = []
+        for record in due:  # read in this transaction: current, so not read a second time
+            new = assigned(record, Assignment(record.job_id, claim.owner, record.generation), now)
+            self.write(writer, record, new)  # still the compare-and-set on (generation, state)
+            won.append(new)
+        return won
 
     def fetch_in(self, writer: Writer, job_id: str) -> JobRecord | None:
         found = writer.execute(f"{rows.SELECT} WHERE job_id=?", (job_id,)).fetchone()

@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import sys
 import time
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from harunner.errors import FencedError, StaleTransitionError, StoreError
-from harunner.store import Assignment, Outcome, Owner, Store, Submission, TakeOver
+from harunner.store import Assignment, JobState, Outcome, Owner, Store, Submission, TakeOver
 from harunner.store.model import check_writer, state_json
 from harunner.store.transitions import Claim
 
@@ -82,8 +83,31 @@ class UnfencedStore(Store):
         return [new for _, new in planned], refused
 
 
+class ClaimOutsideStore(Store):
+    """Deliberately broken: a claim reads the due jobs before its write transaction and
+    writes each one without comparing generation and state."""
+
+    def settle(self, outcomes: Any, claim: Any, *, lock_wait: float | None = None) -> Any:
+        if claim is None:
+            return super().settle(outcomes, None, lock_wait=lock_wait)
+        finished = super().settle(outcomes, None, lock_wait=lock_wait)[0]
+        due = self.due_pending(claim.wall, claim.room)
+        time.sleep(0.001)
+        won = []
+        with self._db.write() as writer:
+            for old in due:
+                writer.execute("UPDATE jobs SET generation=?, state='running', owner_slot=?, "
+                               "owner_incarnation=?, seq=? WHERE job_id=?",
+                               (old.generation + 1, claim.owner.slot, claim.owner.incarnation,
+                                writer.next_seq(), old.job_id))
+                won.append(dataclasses.replace(old, generation=old.generation + 1,
+                                               state=JobState.RUNNING, owner=claim.owner))
+        return finished, won
+
+
 MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
-                                   "no_lock": NoLockStore, "unfenced": UnfencedStore}
+                                   "no_lock": NoLockStore, "unfenced": UnfencedStore,
+                                   "claim_outside": ClaimOutsideStore}
 
 
 def sweep(root: str, job: str, generation: str, count: str) -> None:
@@ -180,9 +204,11 @@ def race(root: str, seconds: str, seed: str, mutant: str, *jobs: str) -> None:
 
 
 def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]) -> None:
-    op = rng.choice(("assign", "assign", "take", "take", "finish", "cancel", "retry"))
+    op = rng.choice(("assign", "assign", "take", "take", "finish", "cancel", "retry", "claim"))
     start = time.monotonic()
-    if op == "assign":
+    if op == "claim":  # the runners' claim: due jobs read and assigned in one transaction
+        done = store.settle([], Claim(me, rng.randint(1, len(seen)), time.time() + 1e6))[1]
+    elif op == "assign":
         done = store.assign_many([Assignment(j, me, r.generation) for j, r in seen.items()])
     elif op == "take":
         done = store.take_over_many([TakeOver(j, r.generation + rng.randint(1, 2), me)

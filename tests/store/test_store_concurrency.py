@@ -12,7 +12,9 @@ and end. The invariants:
   highest seen.
 
 Catches (seen failing): `UnfencedStore` in store_child.py, which computes each change from a
-read outside the write transaction and writes it without the compare-and-set.
+read outside the write transaction and writes it without the compare-and-set, and
+`ClaimOutsideStore`, whose claim (`Store.settle` with a `Claim`, as the runners make it)
+reads the due jobs before its transaction and writes them without the compare-and-set.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def _violations(changes: list[tuple], store: Store, jobs: list[str]) -> list[str
 def test_racing_processes_keep_one_owner_per_generation(children, tmp_path: Path) -> None:  # noqa: ANN001
     changes, store, jobs = _race(children, tmp_path / "state", "")
     ops = {change[6] for change in changes}
-    assert len(changes) >= 100 and ops >= {"assign", "take", "finish"}, (len(changes), ops)
+    assert len(changes) >= 100 and ops >= {"assign", "take", "finish", "claim"}, (len(changes),
+                                                                               ops)
     assert _violations(changes, store, jobs) == []
 
 
@@ -78,3 +81,9 @@ def test_racing_processes_keep_one_owner_per_generation(children, tmp_path: Path
 def test_a_store_without_compare_and_set_is_caught(children, tmp_path: Path) -> None:  # noqa: ANN001
     changes, store, jobs = _race(children, tmp_path / "state", "unfenced")
     assert _violations(changes, store, jobs), "the unfenced store went unnoticed"
+
+
+@pytest.mark.integration
+def test_a_claim_read_outside_its_transaction_is_caught(children, tmp_path: Path) -> None:  # noqa: ANN001
+    changes, store, jobs = _race(children, tmp_path / "state", "claim_outside")
+    assert _violations(changes, store, jobs), "the claim outside its transaction went unnoticed"
