@@ -130,7 +130,7 @@ class EtcdKV:
         for start in range(0, len(keys), self.max_txn_ops):
             chunk = keys[start:start + self.max_txn_ops]
             ops = [{"request_range": range_body(key)} for key in chunk]
-            for kvs in txn_ranges(self.txn([], ops, []).responses):
+            for kvs in txn_ranges(self.client().txn([], ops, []).responses):  # a read
                 found.update((kv.key, kv) for kv in kvs)
         return found
 
