@@ -144,6 +144,11 @@ class EtcdKV:
                 raise StoreError(f"etcd refused a transaction of {len(success)} operations as "
                                  f"too large ({error.message}); send smaller batches, or raise "
                                  "--max-request-bytes on every etcd member") from None
+            if "too many operations" in error.message:
+                raise StoreError(f"etcd refused a transaction of {len(success)} operations "
+                                 f"({error.message}); set etcd_max_txn_ops to etcd's "
+                                 f"--max-txn-ops (now {self.max_txn_ops}; etcd's default is "
+                                 "128)") from None
             raise
         failpoint("store.etcd.after_txn")
         return result
