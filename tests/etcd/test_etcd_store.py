@@ -22,10 +22,11 @@ import pytest
 
 from harunner.errors import JobArgumentError, StoreError
 from harunner.store import Assignment, JobState, Owner, Submission
-from harunner.store.etcd.gateway import EtcdUnavailable
+from harunner.store.etcd.gateway import EtcdUnavailable, KeyValue
 from harunner.store.etcd.kv import EtcdVersionError
 from harunner.store.etcd.store import EtcdStore
-from harunner.store.etcd.txns import Transactions
+from harunner.store.etcd.txns import Transactions, decode, record_value
+from harunner.store.model import record_to_dict, to_json
 
 pytestmark = pytest.mark.integration
 A = Owner(0, 1)
@@ -179,3 +180,12 @@ def test_a_feed_waits_for_what_was_acknowledged_elsewhere(store: EtcdStore, etcd
     job = other.submit("jobs.demo", {}).job_id
     records, _ = store.changes(cursor, 10)
     assert [r.job_id for r in records] == [job] and time.monotonic() - started < 5
+
+
+def test_the_record_codec_is_the_models_and_round_trips(store: EtcdStore) -> None:
+    job = store.submit("jobs.demo", {"nested": [1, {"a": None}]}, retries=1).job_id
+    store.assign(job, A, 0)
+    record = store.finish(job, 1, result={"r": [1.5, "x"]})
+    value = record_value(record)
+    assert value == to_json(record_to_dict(record)).encode()
+    assert decode(KeyValue(b"k", value, 1, 1, 1, 0), job) == record == store.get(job)

@@ -130,6 +130,11 @@ class EtcdStore:
         """The revision of the newest change of a job record."""
         return self.feed.head()
 
+    def feed_fileno(self) -> int | None:
+        """The socket of this thread's feed watch, readable when a change arrives (a runner's
+        loop may wait on it next to its other sockets); None before the first `changes`."""
+        return self.feed.fileno()
+
     def due_pending(self, now_wall: float, limit: int = DEFAULT_LIMIT) -> list[JobRecord]:
         """PENDING jobs whose `not_before` <= `now_wall`, earliest first, at most `limit`."""
         return self.reads.due(now_wall, limit)
