@@ -189,3 +189,13 @@ def test_the_record_codec_is_the_models_and_round_trips(store: EtcdStore) -> Non
     value = record_value(record)
     assert value == to_json(record_to_dict(record)).encode()
     assert decode(KeyValue(b"k", value, 1, 1, 1, 0), job) == record == store.get(job)
+
+
+def test_a_batch_of_big_records_is_split_below_etcds_request_limit(etcd_node,
+                                                                   tmp_path: Path) -> None:  # noqa: ANN001
+    """31 records of 100 KB in one txn would be 3 MB, over etcd's 1.5 MiB request limit."""
+    store = EtcdStore(etcd_node.endpoints, tmp_path, cluster=f"b{uuid.uuid4().hex[:8]}")
+    records = store.submit_many([Submission("jobs.demo", {"blob": "x" * 100_000, "k": k})
+                                 for k in range(31)])
+    assert len(store.assign_many([Assignment(r.job_id, A, 0) for r in records])) == 31
+    assert all(r.state is JobState.RUNNING for r in store.running())

@@ -89,7 +89,7 @@ class EtcdStore:
         self.corrupt_seen = 0
         self.keys = Keys(cluster)
         self.kv = EtcdKV(endpoints, timeout=timeout, max_txn_ops=max_txn_ops)
-        self.txns = Transactions(self.kv, self.keys)
+        self.txns = Transactions(self.kv, self.keys, max_value_bytes)
         self.reads = Reads(self.kv, self.keys, self._report)
         self.feed = Feed(self.kv, self.keys, self._report, wait=feed_wait)
 

@@ -10,7 +10,9 @@ failure branch; the change is computed again from them (bounded attempts).
 
 Invariants:
 - one txn per chunk; a chunk is all or nothing; chunks hold at most
-  `(max_txn_ops - 1) // ops_per_item` items (etcd's `--max-txn-ops`, default 128);
+  `(max_txn_ops - 1) // ops_per_item` items (etcd's `--max-txn-ops`, default 128),
+  and a chunk whose records exceed `budget` bytes is halved until it fits (or
+  is one job);
 - a stale writer's txn fails inside etcd: its compare names a revision that a
   newer change has replaced;
 - `EtcdUnavailable` after sending (outcome unknown) is never answered by a blind
@@ -96,9 +98,10 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class Transactions:
     """Job-record txns of one cluster (`keys`) over `kv`."""
 
-    def __init__(self, kv: EtcdKV, keys: Keys) -> None:
+    def __init__(self, kv: EtcdKV, keys: Keys, budget: int = 1024 * 1024) -> None:
         self.kv = kv
         self.keys = keys
+        self.budget = budget  # bytes of records per txn (etcd refuses requests over 1.5 MiB)
 
     def chunk_size(self, ops_per_item: int) -> int:
         return max(1, (self.kv.max_txn_ops - 1) // ops_per_item)
@@ -174,12 +177,24 @@ class Transactions:
             applied, refused, writes = self._plan(chunk, change, found)
             if not writes:
                 return applied, refused
+            size = sum(len(record_value(write.new)) for write in writes if write.new is not None)
+            if size > self.budget and len(chunk) > 1:
+                return self._halves(chunk, change)
             fresh = self.commit(writes)
             if fresh is None:
                 return applied, refused
             found.update(fresh)
         raise StoreError(f"{len(chunk)} job change(s) lost {ATTEMPTS} compare-and-set races "
                          "in a row in etcd; other writers keep changing these jobs; try again")
+
+    def _halves(self, chunk: Sequence[Any], change: Change
+                ) -> tuple[list[JobRecord], list[Refused]]:
+        """A chunk whose records are too many bytes for one txn, as two txns (each whole)."""
+        half = len(chunk) // 2
+        applied, refused = self._apply_chunk(chunk[:half], change)
+        failpoint("store.etcd.between_chunks")
+        more, bad = self._apply_chunk(chunk[half:], change)
+        return applied + more, refused + bad
 
     def _plan(self, chunk: Sequence[Any], change: Change, found: dict[bytes, KeyValue | None]
               ) -> tuple[list[JobRecord], list[Refused], list[Write]]:
