@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harunner.errors import JobArgumentError, StoreError
-from harunner.store import Assignment, JobState, Owner, Submission
+from harunner.store import Assignment, JobState, Outcome, Owner, Submission
 from harunner.store.etcd.gateway import EtcdUnavailable, KeyValue
 from harunner.store.etcd.kv import EtcdVersionError
 from harunner.store.etcd.store import EtcdStore
@@ -199,3 +199,30 @@ def test_a_batch_of_big_records_is_split_below_etcds_request_limit(etcd_node,
                                  for k in range(31)])
     assert len(store.assign_many([Assignment(r.job_id, A, 0) for r in records])) == 31
     assert all(r.state is JobState.RUNNING for r in store.running())
+
+
+def test_bounded_reads_read_no_more_records_than_they_return(store: EtcdStore) -> None:
+    """300 finished jobs present: each indexed read fetches only the records it answers with."""
+    done = store.submit_many([Submission("jobs.demo", {})] * 300)
+    store.assign_many([Assignment(r.job_id, A, 0) for r in done])
+    store.finish_many([Outcome(r.job_id, 1, result=None) for r in done])
+    waiting = store.submit_many([Submission("jobs.demo", {})] * 3)
+    store.assign_many([Assignment(r.job_id, A, 0) for r in waiting[:2]])
+    fetched: list[int] = []
+    real = store.kv.get_many
+
+    def counting(keys):  # noqa: ANN001, ANN202
+        fetched.append(len(keys))
+        return real(keys)
+
+    store.kv.get_many = counting  # type: ignore[method-assign]
+    for read, most in ((lambda: store.due_pending(time.time() + 1, 2), 2),
+                       (lambda: store.owned_by(A, 1), 1), (store.running, 2),
+                       (store.count_unfinished, 0)):
+        fetched.clear()
+        read()
+        assert sum(fetched) <= most, f"{read} fetched {sum(fetched)} records"
+    cursor = store.head()
+    store.finish(waiting[0].job_id, 1, result=1)
+    records, _ = store.changes(cursor, 1000)
+    assert [r.job_id for r in records] == [waiting[0].job_id]
