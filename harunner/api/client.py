@@ -29,7 +29,7 @@ from harunner.api.job import JobSpec, set_submitter
 from harunner.api.statedir import check_state_dir
 from harunner.config import Config
 from harunner.errors import StaleTransitionError, UnknownJobError
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Progress, Store, meta
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, JobStore, Progress, meta, open_store
 from harunner.store.layout import Layout
 from harunner.store.transitions import Submission as StoreSubmission
 from harunner.store.wakeup import wake
@@ -129,7 +129,7 @@ class Client:
             overrides = {} if state_dir is None else {"state_dir": str(state_dir)}
             loaded = config_module.load(None if config is None else str(config), overrides)
         self.config = loaded
-        self.store = Store.from_config(loaded)
+        self.store: JobStore = open_store(loaded)  # the backend the config names
         self.layout = Layout(loaded.state_path)
         self._resolved: dict[Any, JobSpec] = {}
         self._doorbells: list[Path] = []

@@ -20,7 +20,7 @@ from harunner.config import Config
 from harunner.errors import ClusterError, StoreError
 from harunner.net import bus
 from harunner.net.sockets import Subscriber
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Progress, Store, meta
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, JobStore, Progress, meta, open_store
 from harunner.store.layout import SUPERVISOR, Layout
 
 
@@ -92,7 +92,7 @@ def job_note(record: JobRecord, live: dict[int, Any]) -> str | None:
     return TAKING_OVER if live else INTERRUPTED
 
 
-def job_view(store: Store, record: JobRecord, live: dict[int, Any] | None = None
+def job_view(store: JobStore, record: JobRecord, live: dict[int, Any] | None = None
              ) -> dict[str, Any]:
     progress = store.read_progress(record.job_id)
     return {
@@ -111,10 +111,11 @@ def job_view(store: Store, record: JobRecord, live: dict[int, Any] | None = None
     }
 
 
-def gather(config: Config, window: float = 0.25) -> dict[str, Any]:
-    """The whole status as plain data (what `--json` prints)."""
+def gather(config: Config, window: float | None = None) -> dict[str, Any]:
+    """The whole status as plain data (what `--json` prints); the bus is heard for `window`
+    seconds (default: 2.2 heartbeats, so that every live runner beats in it)."""
     runners, supervisor = listen(config, window)
-    store = Store.from_config(config)
+    store = open_store(config)
     live = live_incarnations(config)
     jobs = [job_view(store, r, live) for r in store.list_jobs() if r.job_id != SCHEDULER_JOB]
     return {
