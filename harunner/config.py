@@ -16,6 +16,7 @@ import difflib
 import logging
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ MIB = 1024 * 1024
 MIN_CHECKPOINT_BYTES = 1024
 MAX_CHECKPOINT_BYTES = 64 * MIB - 64 * 1024  # what the store can read back, less its wrapper
 CHECKPOINT_ENV = "HARUNNER_MAX_CHECKPOINT_BYTES"  # how a runner hands the limit to its workers
+MIN_LEASE_TTL = 2  # etcd grants no lease shorter than about 1.5 x its election timeout
+LOCAL_BACKEND = "local"
+BACKEND_ENV = "HARUNNER_BACKEND"  # how a runner hands the backend to its job workers
 RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
 
 log = logging.getLogger("harunner.config")
@@ -65,6 +69,10 @@ class Config:
     seed: int = 0
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    backend: str = LOCAL_BACKEND
+    host_name: str = field(default_factory=socket.gethostname)
+    lease_ttl: int = 5
+    etcd_max_value_bytes: int = MIB
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -116,6 +124,40 @@ class Config:
                  f"is {self.metrics_port}; 0 (metrics off) or a TCP port up to 65535")
         _require(bool(self.metrics_host), origin, "metrics_host",
                  "is empty; give an address to bind, e.g. 127.0.0.1")
+        _check_hosts(self, origin)
+
+
+def etcd_endpoints(backend: str) -> list[str]:
+    """The `http://host:port` endpoints of an `etcd://host:port[,host:port...]` backend;
+    ValueError naming what is wrong otherwise."""
+    if not backend.startswith("etcd://"):
+        raise ValueError(f"is {backend!r}; expected \"local\" or etcd://host:port[,host:port]")
+    endpoints = []
+    for part in backend[len("etcd://"):].split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+            raise ValueError(f"is {backend!r}: {part.strip()!r} is not host:port; expected "
+                             "etcd://host:port[,host:port]")
+        endpoints.append(f"http://{host}:{int(port)}")
+    return endpoints
+
+
+def _check_hosts(config: Config, origin: str) -> None:
+    """The multi-host options: the backend's form, the host name, the lease and value limits."""
+    if config.backend != LOCAL_BACKEND:
+        try:
+            etcd_endpoints(config.backend)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: backend {error}") from None
+    _require(bool(config.host_name.strip()) and "/" not in config.host_name, origin,
+             "host_name", f"is {config.host_name!r}; a non-empty name without '/'")
+    _require(MIN_LEASE_TTL <= config.lease_ttl <= 3600, origin, "lease_ttl",
+             f"is {config.lease_ttl}; from {MIN_LEASE_TTL} to 3600 seconds (etcd grants no "
+             "lease shorter than about 2 s; the TTL must outlast an etcd election)")
+    _require(MIN_CHECKPOINT_BYTES <= config.etcd_max_value_bytes <= 1536 * 1024 - 4096, origin,
+             "etcd_max_value_bytes", f"is {config.etcd_max_value_bytes}; from "
+             f"{MIN_CHECKPOINT_BYTES} to {1536 * 1024 - 4096} bytes (etcd refuses a request "
+             "over --max-request-bytes, 1.5 MiB by default)")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
