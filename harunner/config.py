@@ -70,7 +70,7 @@ class Config:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     backend: str = LOCAL_BACKEND
-    host_name: str = field(default_factory=socket.gethostname)
+    host_name: str = ""  # "": socket.gethostname() (see `host`)
     lease_ttl: int = 5
     etcd_max_value_bytes: int = MIB
     source: str = field(default="defaults", compare=False)
@@ -79,6 +79,11 @@ class Config:
     def state_path(self) -> Path:
         """The state directory as an absolute path."""
         return Path(self.state_dir).expanduser().resolve()
+
+    @property
+    def host(self) -> str:
+        """This host's name in the cluster: `host_name`, or the machine's name."""
+        return self.host_name or socket.gethostname()
 
     def with_overrides(self, overrides: Mapping[str, Any], origin: str) -> Config:
         """A copy with `overrides` type-checked and applied (relations: see `check`)."""
@@ -149,8 +154,9 @@ def _check_hosts(config: Config, origin: str) -> None:
             etcd_endpoints(config.backend)
         except ValueError as error:
             raise ConfigError(f"{origin}: backend {error}") from None
-    _require(bool(config.host_name.strip()) and "/" not in config.host_name, origin,
-             "host_name", f"is {config.host_name!r}; a non-empty name without '/'")
+    _require(config.host_name == config.host_name.strip() and "/" not in config.host_name,
+             origin, "host_name", f"is {config.host_name!r}; a name without '/' or spaces "
+             "around it, or \"\" for the machine's name")
     _require(MIN_LEASE_TTL <= config.lease_ttl <= 3600, origin, "lease_ttl",
              f"is {config.lease_ttl}; from {MIN_LEASE_TTL} to 3600 seconds (etcd grants no "
              "lease shorter than about 2 s; the TTL must outlast an etcd election)")

@@ -33,7 +33,7 @@ def plan(config: Config) -> list[str]:
     slots = "1 runner slot" if config.slots == 1 else f"{config.slots} runner slots"
     lines = [f"starting {slots} on {config.state_path} (Ctrl-C stops)"]
     if config.backend != LOCAL_BACKEND:
-        lines.append(f"jobs in {config.backend} as host {config.host_name!r} "
+        lines.append(f"jobs in {config.backend} as host {config.host!r} "
                      f"(lease {config.lease_ttl} s)")
     if config.slots == 1:
         lines.append("warning: with 1 slot there is no standby: if the runner dies, its jobs "

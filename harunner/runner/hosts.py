@@ -88,7 +88,7 @@ class HostDuty:
         """Register under a lease, read the RUNNING records, then list and watch the runners."""
         self.store = store
         self.succession = Succession(me, self.config.paxos_timeout_ms / 1000)
-        self.members.register(me.incarnation, self.config.host_name, me.slot, pid)
+        self.members.register(me.incarnation, self.config.host, me.slot, pid)
         owners = {r.owner for r in store.running() if r.owner is not None}
         self._relist(now)
         self.succession.unowned(owners, now)
@@ -168,7 +168,7 @@ class HostDuty:
     def detected(self, slot: int, incarnation: int) -> None:
         """A local peer died (this runner's detector saw it): revoke its lease at once."""
         member = self.known.get(incarnation)
-        if member is None or member.host != self.config.host_name or member.slot != slot:
+        if member is None or member.host != self.config.host or member.slot != slot:
             return
         try:
             self.members.revoke(member.lease)
