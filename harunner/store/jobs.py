@@ -34,10 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harunner.config import Config
-from harunner.errors import (
-    CorruptFileError,
-    UnknownJobError,
-)
+from harunner.errors import CorruptFileError, UnknownJobError
 from harunner.failpoints import failpoint
 from harunner.store import job_files, legacy, upkeep
 from harunner.store import transitions as t
@@ -171,6 +168,11 @@ class Store:
     def running(self) -> list[JobRecord]:
         """Every RUNNING job (the full reconcile at a runner's start)."""
         return self.list_jobs({JobState.RUNNING})
+
+    def owned_by(self, owner: Owner, limit: int = DEFAULT_LIMIT) -> list[JobRecord]:
+        """RUNNING jobs owned by `owner`, at most `limit` (one query bounded by the RUNNING)."""
+        ready = self._readable()
+        return self._table.owned_by(owner.slot, owner.incarnation, limit) if ready else []
 
     def read_checkpoint(self, job_id: str) -> Checkpoint | None:
         """The newest valid checkpoint, skipping (and reporting) a corrupt newest one."""

@@ -80,6 +80,13 @@ class JobTable:
     def due_pending(self, now_wall: float, limit: int) -> list[JobRecord]:
         return self._decoded(self.db.read(f"{rows.SELECT} {DUE}", (now_wall, limit)))
 
+    def owned_by(self, slot: int, incarnation: int, limit: int) -> list[JobRecord]:
+        """RUNNING rows of one owner, through the `state` prefix of jobs_by_state_due (so
+        bounded by the RUNNING rows, never all jobs)."""
+        return self._decoded(self.db.read(
+            f"{rows.SELECT} WHERE state='running' AND owner_slot=? AND owner_incarnation=? "
+            "ORDER BY job_id LIMIT ?", (slot, incarnation, limit)))
+
     def query(self, states: Iterable[JobState] | None, name: str | None, limit: int | None,
               newest_first: bool, before: str | None, after: str | None) -> list[JobRecord]:
         where, parameters = [], []  # type: tuple[list[str], list[Any]]

@@ -16,56 +16,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from etcd_adapters import missing_reason, open_client, selected_clients
-from etcd_cluster import EtcdCluster, find_etcd
-
-START_ATTEMPTS = 2  # a port picked as free may be taken by another process meanwhile
-
-
-@pytest.fixture(scope="session")
-def etcd_binary() -> str:
-    binary = find_etcd()
-    if binary is None:
-        pytest.skip("etcd not installed: run .ci/install-etcd")
-    return binary
-
-
-def start_cluster(binary: str, root: Path, size: int) -> EtcdCluster:
-    """Start a cluster of `size` members, retrying once on fresh ports."""
-    for attempt in range(START_ATTEMPTS):
-        cluster = EtcdCluster(binary, root / f"try{attempt}", size)
-        try:
-            cluster.start()
-            return cluster
-        except (RuntimeError, TimeoutError):
-            cluster.stop()
-            if attempt == START_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture(scope="module")
-def etcd_node(etcd_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(etcd_binary, tmp_path_factory.mktemp("etcd1"), 1)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def etcd_restartable(etcd_binary: str, tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(etcd_binary, tmp_path / "etcd", 1)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def etcd_cluster3(etcd_binary: str, tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(etcd_binary, tmp_path / "etcd3", 3)
-    yield cluster
-    cluster.stop()
+from etcd_cluster import EtcdCluster
+from etcd_fixtures import (  # noqa: F401  (fixtures, defined once in etcd_fixtures.py)
+    etcd_binary,
+    etcd_cluster3,
+    etcd_node,
+    etcd_restartable,
+    start_cluster,
+)
 
 
 @pytest.fixture(params=selected_clients())
@@ -77,7 +38,7 @@ def client_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def client(client_name: str, etcd_node: EtcdCluster) -> Iterator:
+def client(client_name: str, etcd_node: EtcdCluster) -> Iterator:  # noqa: F811
     adapter = open_client(client_name, etcd_node.endpoints[0])
     yield adapter
     adapter.close()

@@ -14,9 +14,9 @@ import time
 
 import pytest
 from etcd_adapters import open_client
-from harunner.store.etcd.gateway import EtcdGateway, EtcdUnavailable, WatchCompacted, WatchEvent
 
 from harunner.polling import wait_until
+from harunner.store.etcd.gateway import EtcdGateway, EtcdUnavailable, WatchCompacted, WatchEvent
 
 pytestmark = pytest.mark.integration
 

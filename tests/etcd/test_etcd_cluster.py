@@ -10,6 +10,8 @@ Driven by the standard-library gateway client with all three endpoints.
 from __future__ import annotations
 
 import pytest
+
+from harunner.polling import wait_until
 from harunner.store.etcd.gateway import (
     EtcdError,
     EtcdGateway,
@@ -20,8 +22,6 @@ from harunner.store.etcd.gateway import (
     op_put,
     unb64,
 )
-
-from harunner.polling import wait_until
 
 pytestmark = pytest.mark.integration
 

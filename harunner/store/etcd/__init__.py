@@ -1,1 +1,1 @@
-"""The etcd backend: the store's contract kept in etcd, for clusters of several hosts (docs/etcd.md)."""
+"""The etcd backend: the store's contract kept in etcd, for several hosts (docs/etcd.md)."""

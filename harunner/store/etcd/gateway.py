@@ -26,8 +26,10 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from harunner.errors import StoreError
 
-class EtcdError(Exception):
+
+class EtcdError(StoreError):
     """etcd answered with an error (the gRPC code and etcd's message)."""
 
     def __init__(self, message: str, code: int, path: str):
@@ -36,11 +38,11 @@ class EtcdError(Exception):
         self.code = code
 
 
-class EtcdUnavailable(Exception):
+class EtcdUnavailable(StoreError):
     """No answer from etcd; for a write, whether it was applied is unknown."""
 
 
-class WatchCompacted(Exception):
+class WatchCompacted(StoreError):
     """The watch's start revision was compacted away; re-read, then watch from now."""
 
     def __init__(self, compact_revision: int):
@@ -174,6 +176,22 @@ class EtcdGateway:
         if response.status != 200 or "error" in answer:
             raise EtcdError(str(answer.get("message", answer)), int(answer.get("code", -1)), path)
         return answer
+
+    def fetch(self, path: str) -> dict:
+        """GET `path` (such as `/version`); the decoded answer, or EtcdUnavailable."""
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            self._conn.request("GET", path)
+            response = self._conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise EtcdUnavailable(f"etcd did not answer GET {path}: {exc}") from exc
+        if response.status != 200:
+            raise EtcdError(data.decode(errors="replace")[:200], response.status, path)
+        answer = json.loads(data) if data else {}
+        return answer if isinstance(answer, dict) else {"answer": answer}
 
     def put(self, key: bytes, value: bytes, lease: int = 0) -> int:
         """Store `value` under `key` (attached to `lease` if non-zero); the new revision."""
