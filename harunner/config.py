@@ -38,6 +38,7 @@ CHECKPOINT_ENV = "HARUNNER_MAX_CHECKPOINT_BYTES"  # how a runner hands the limit
 MIN_LEASE_TTL = 2  # etcd grants no lease shorter than about 1.5 x its election timeout
 LOCAL_BACKEND = "local"
 BACKEND_ENV = "HARUNNER_BACKEND"  # how a runner hands the backend to its job workers
+VALUE_LIMIT_ENV = "HARUNNER_ETCD_MAX_VALUE_BYTES"
 RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
 
 log = logging.getLogger("harunner.config")
@@ -173,6 +174,21 @@ def _check_checkpoint_limit(value: int, origin: str) -> None:
     _require(MIN_CHECKPOINT_BYTES <= value <= MAX_CHECKPOINT_BYTES, origin,
              "max_checkpoint_bytes", f"is {value}; from {MIN_CHECKPOINT_BYTES} to "
              f"{MAX_CHECKPOINT_BYTES} bytes (the largest checkpoint the store can read back)")
+
+
+def store_env(config: Config) -> dict[str, str]:
+    """What a runner hands its job workers (and its own executor) so that they open the
+    same store: the backend and its value limit (read back by `store_config`)."""
+    return {BACKEND_ENV: config.backend,
+            VALUE_LIMIT_ENV: str(config.etcd_max_value_bytes)}
+
+
+def store_config(state_dir: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """The store's part of a runner's config, for a process that has only `state_dir`
+    (a job worker, the executor): the backend from `store_env`, local by default."""
+    env = os.environ if env is None else env
+    return Config(state_dir=str(state_dir), backend=env.get(BACKEND_ENV, LOCAL_BACKEND),
+                  etcd_max_value_bytes=int(env.get(VALUE_LIMIT_ENV, MIB)))
 
 
 def checkpoint_limit(env: Mapping[str, str] | None = None) -> int:

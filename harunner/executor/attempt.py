@@ -131,6 +131,8 @@ def _resume(store: Store, record: JobRecord, logger: logging.Logger,
 def read_checkpoint(store: Store, record: JobRecord,
                     logger: logging.Logger) -> Checkpoint | None:
     """The newest readable checkpoint; each one skipped is logged and recorded as an event."""
+    if not isinstance(store, Store):  # a store that keeps checkpoints itself (etcd)
+        return store.read_checkpoint(record.job_id)
     skipped: list[tuple[Path, CorruptFileError]] = []
     folder = store.layout.job_folder(record.job_id)
     try:

@@ -20,6 +20,7 @@ import time
 import filelock
 
 from harunner.config import Config
+from harunner.failpoints import failpoint
 from harunner.runner import actions as act
 from harunner.runner.hosts import HostDuty, cluster_root
 from harunner.runner.runner import Runner
@@ -48,6 +49,7 @@ class HostRunner(Runner):
 
     def step(self) -> None:
         super().step()
+        failpoint("hosts.turn")  # tests: `sleep:S@N` makes the N-th turn a loop stuck for S s
         now = time.monotonic()
         self._feed(list(self.hosts.step(now, self._host_ready)))
         self._host_ready = set()

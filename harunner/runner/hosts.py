@@ -49,6 +49,7 @@ log = logging.getLogger("harunner.hosts")
 EXIT_FENCED = 4  # the runner's lease was gone: respawn it as a new incarnation
 PAGE = 256  # orphans read per dead owner and turn
 REWATCH = 0.2  # a broken watch is reopened this long after (a new listing first)
+WATCH_READ = 0.005  # the most a ready watch is read for (the rest of a message)
 ETCD_TIMEOUT = 2.0  # one etcd call from the loop waits no longer than this
 
 __all__ = ["EXIT_FENCED", "HostDuty", "LeaseLost", "cluster_root"]
@@ -131,7 +132,7 @@ class HostDuty:
     def _read_watch(self, now: float) -> None:
         assert self.watch is not None and self.succession is not None
         try:
-            events = self.watch.poll(0)
+            events = self.watch.poll(WATCH_READ)  # poll(0) reads nothing: it only parses
         except (EtcdUnavailable, WatchCompacted) as error:
             log.info("runner watch broken (%s): listing again in %.0f ms", error, REWATCH * 1000)
             self.watch.close()

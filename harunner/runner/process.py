@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 
-from harunner.config import CHECKPOINT_ENV, LOCAL_BACKEND, Config
+from harunner.config import CHECKPOINT_ENV, LOCAL_BACKEND, Config, store_env
 from harunner.errors import ClusterError
 from harunner.failpoints import failpoint
 from harunner.runner.host_runner import HostRunner
@@ -64,6 +64,7 @@ def runner_main(config: Config, slot: int) -> None:
     os.setsid()  # a runner must not die with the supervisor or its terminal
     configure_logging(config, f"runner-{slot}")
     os.environ[CHECKPOINT_ENV] = str(config.max_checkpoint_bytes)  # read by its job workers
+    os.environ.update(store_env(config))  # so are the backend and its limit
     kind = Runner if config.backend == LOCAL_BACKEND else HostRunner
     try:
         runner = kind(config, slot)

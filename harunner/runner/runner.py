@@ -38,7 +38,8 @@ from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
 from harunner.runner.slot import make_rng, take_slot
-from harunner.store import JobRecord, Owner, Store, meta
+from harunner.store import JobRecord, Owner, meta
+from harunner.store.backends import open_store
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
 from harunner.store.wakeup import WakeSocket, wake
@@ -63,7 +64,7 @@ class Runner:
         self.me = Owner(slot, self.incarnation)
         self.cluster = meta.cluster_id(self.layout)
         self.rng = make_rng(config.seed, slot, self.incarnation)
-        self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
+        self.store = open_store(config, lock_timeout=LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()

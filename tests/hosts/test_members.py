@@ -47,7 +47,8 @@ def test_register_list_watch_and_revoke(etcd1) -> None:  # type: ignore[no-untyp
     lease_b = b.register(ib, "host-b", 1, 222)
     a.revoke(lease_b)
     seen: list = []
-    wait_until(lambda: seen.extend(a.changes(watch.poll(0.1))) or len(seen) >= 2, 5.0, "join and leave")
+    wait_until(lambda: seen.extend(a.changes(watch.poll(0.1))) or len(seen) >= 2, 5.0,
+               "join and leave")
     watch.close()
     assert isinstance(seen[0], Joined) and seen[0].member.slot == 1
     assert seen[1] == Left(ib)
