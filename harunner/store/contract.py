@@ -47,12 +47,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from harunner.store import transitions as t
+from harunner.store.layout import Layout
 from harunner.store.model import Checkpoint, JobRecord, JobState, Owner, Progress
 
 
 @runtime_checkable
 class JobStore(Protocol):
     """The store's contract (the invariants are in this module's docstring)."""
+
+    layout: Layout  # the local state folder: job logs, events (every backend has one)
 
     def init(self) -> None:
         """Make the store ready (create what is missing, check the server); idempotent."""

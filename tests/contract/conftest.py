@@ -64,6 +64,13 @@ class Backend:
     def argv(self, **options: Any) -> str:
         return json.dumps(self.spec(**options))
 
+    def variant(self, name: str) -> Backend:
+        """Another, empty state of the same kind (a folder or a cluster name of its own)."""
+        chosen = Backend(self.kind, self.root.with_name(f"{self.root.name}-{name}"),
+                         self.endpoints, f"{self.cluster}-{name}" if self.cluster else "")
+        chosen.opened = self.opened
+        return chosen
+
 
 @pytest.fixture(params=["local", "etcd"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:

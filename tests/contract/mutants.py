@@ -11,7 +11,8 @@ HARUNNER_CONTRACT_MUTANT), a broken variant is opened instead:
     etcd_split_batches     EtcdStore that sends each job of a chunk in a txn of its own
     etcd_feed_repeats      EtcdStore whose feed resumes at the cursor, not after it
     etcd_feed_skips        EtcdStore whose feed resumes two revisions after the cursor
-    local_unfenced         the local Store of tests/store/store_child.py, no compare-and-set
+    local_unfenced         the local Store without compare-and-set and without job locks
+                           (store_child.py's UnfencedStore and NoLockStore together)
 """
 
 from __future__ import annotations
@@ -121,8 +122,12 @@ def _local_mutant(name: str) -> type[Store]:
         return Store
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-    from store_child import UnfencedStore
-    return UnfencedStore
+    from store_child import NoLockStore, UnfencedStore
+
+    class UnfencedUnlockedStore(UnfencedStore, NoLockStore):
+        pass
+
+    return UnfencedUnlockedStore
 
 
 def open_backend(spec: dict[str, Any]) -> Any:

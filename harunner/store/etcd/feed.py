@@ -67,6 +67,11 @@ class Feed:
     def close(self) -> None:
         self._drop()
 
+    def fileno(self) -> int | None:
+        """The socket of this thread's watch (readable when a change arrives), or None."""
+        watch = getattr(self._local, "watch", None)
+        return watch.fileno() if watch is not None and self._local.pid == os.getpid() else None
+
     def changes(self, after: int, limit: int, brief_only: bool = False
                 ) -> tuple[list[JobRecord], int]:
         """Records changed after revision `after`, in revision order; and the next cursor."""

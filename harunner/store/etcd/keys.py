@@ -30,6 +30,7 @@ from harunner.store.model import JobRecord, JobState, Owner
 
 TIME_LIMIT = 9_999_999_999.0  # year 2286: wall times are clamped into [0, this]
 CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+INVERT = bytes(range(255, -1, -1))  # byte b -> 255 - b
 
 
 def stamp(wall: float) -> str:
@@ -109,7 +110,7 @@ class Keys:
         """Newest first: inverted time, then the id's bytes inverted and closed by 0xff (so a
         tie of one batch sorts by id descending, as the local store's listing does)."""
         return (self._key("newest", inverted(record.created_at), "")
-                + bytes(255 - byte for byte in record.job_id.encode()) + b"\xff")
+                + record.job_id.encode().translate(INVERT) + b"\xff")
 
     def state_key(self, record: JobRecord) -> bytes:
         """The record's key in the index of its state (due, owned or finished)."""

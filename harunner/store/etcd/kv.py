@@ -10,6 +10,7 @@ Invariants:
   or another thread opens its own: an HTTP connection is never shared);
 - `txn` never retries: `EtcdUnavailable` after sending means the outcome is
   unknown, and the caller re-reads to decide (docs/etcd.md, "Unknown outcomes");
+  so does etcd's answer of a timeout or a leader change (`outcome_unknown`);
 - a read of many keys is consistent per chunk of `max_txn_ops` keys (one txn each).
 """
 
@@ -76,6 +77,17 @@ def too_large(error: EtcdError) -> bool:
     return "too large" in error.message or error.code == 8
 
 
+UNKNOWN_CODES = (4, 14)  # gRPC DeadlineExceeded, Unavailable
+UNKNOWN_MESSAGES = ("timed out", "leader changed", "no leader", "stopped")
+
+
+def outcome_unknown(error: EtcdError) -> bool:
+    """Whether etcd's refusal leaves it open if the request was applied (a timeout or a
+    leader change while the proposal was in flight): such a refusal is an unknown outcome."""
+    return error.code in UNKNOWN_CODES or any(text in error.message
+                                              for text in UNKNOWN_MESSAGES)
+
+
 class EtcdKV:
     """Reads and txns on etcd at `endpoints` (`http://host:port` each)."""
 
@@ -111,7 +123,13 @@ class EtcdKV:
         self._local.client = None
 
     def request(self, path: str, body: dict) -> dict:
-        return self.client().request(path, body)
+        """One read; etcd's timeout or leader change is `EtcdUnavailable` (try again)."""
+        try:
+            return self.client().request(path, body)
+        except EtcdError as error:
+            if outcome_unknown(error):
+                raise EtcdUnavailable(f"etcd answered {error}; try again") from error
+            raise
 
     def range(self, key: bytes, end: bytes | None = None, **options: Any
               ) -> tuple[list[KeyValue], int, int]:
@@ -130,7 +148,8 @@ class EtcdKV:
         for start in range(0, len(keys), self.max_txn_ops):
             chunk = keys[start:start + self.max_txn_ops]
             ops = [{"request_range": range_body(key)} for key in chunk]
-            for kvs in txn_ranges(self.txn([], ops, []).responses):
+            answer = self.request("/v3/kv/txn", {"compare": [], "success": ops, "failure": []})
+            for kvs in txn_ranges(answer.get("responses", [])):  # a read: no failpoint
                 found.update((kv.key, kv) for kv in kvs)
         return found
 
@@ -140,10 +159,17 @@ class EtcdKV:
         try:
             result = self.client().txn(compare, success, failure)
         except EtcdError as error:
+            if outcome_unknown(error):
+                raise EtcdUnavailable(f"etcd answered {error}: the outcome is unknown") from error
             if too_large(error):
                 raise StoreError(f"etcd refused a transaction of {len(success)} operations as "
                                  f"too large ({error.message}); send smaller batches, or raise "
                                  "--max-request-bytes on every etcd member") from None
+            if "too many operations" in error.message:
+                raise StoreError(f"etcd refused a transaction of {len(success)} operations "
+                                 f"({error.message}); set etcd_max_txn_ops to etcd's "
+                                 f"--max-txn-ops (now {self.max_txn_ops}; etcd's default is "
+                                 "128)") from None
             raise
         failpoint("store.etcd.after_txn")
         return result

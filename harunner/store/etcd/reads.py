@@ -78,7 +78,8 @@ class Reads:
         ops = [{"request_range": range_body(due, end_of(due), count_only=True)},
                {"request_range": range_body(owned, end_of(owned), count_only=True)},
                {"request_range": range_body(self.keys.fence(SCHEDULER_JOB))}]
-        responses = self.kv.client().txn([], ops, []).responses
+        body = {"compare": [], "success": ops, "failure": []}
+        responses = self.kv.request("/v3/kv/txn", body).get("responses", [])
         counts = [int(item.get("response_range", {}).get("count", 0)) for item in responses[:2]]
         scheduler = txn_ranges(responses)[2]
         unfinished = bool(scheduler) and scheduler[0].value.split(b"@")[0] in (b"pending",

@@ -89,7 +89,7 @@ class EtcdStore:
         self.corrupt_seen = 0
         self.keys = Keys(cluster)
         self.kv = EtcdKV(endpoints, timeout=timeout, max_txn_ops=max_txn_ops)
-        self.txns = Transactions(self.kv, self.keys)
+        self.txns = Transactions(self.kv, self.keys, max_value_bytes)
         self.reads = Reads(self.kv, self.keys, self._report)
         self.feed = Feed(self.kv, self.keys, self._report, wait=feed_wait)
 
@@ -129,6 +129,11 @@ class EtcdStore:
     def head(self) -> int:
         """The revision of the newest change of a job record."""
         return self.feed.head()
+
+    def feed_fileno(self) -> int | None:
+        """The socket of this thread's feed watch, readable when a change arrives (a runner's
+        loop may wait on it next to its other sockets); None before the first `changes`."""
+        return self.feed.fileno()
 
     def due_pending(self, now_wall: float, limit: int = DEFAULT_LIMIT) -> list[JobRecord]:
         """PENDING jobs whose `not_before` <= `now_wall`, earliest first, at most `limit`."""

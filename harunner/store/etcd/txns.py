@@ -10,7 +10,9 @@ failure branch; the change is computed again from them (bounded attempts).
 
 Invariants:
 - one txn per chunk; a chunk is all or nothing; chunks hold at most
-  `(max_txn_ops - 1) // ops_per_item` items (etcd's `--max-txn-ops`, default 128);
+  `(max_txn_ops - 1) // ops_per_item` items (etcd's `--max-txn-ops`, default 128),
+  and a chunk whose records exceed `budget` bytes is halved until it fits (or
+  is one job);
 - a stale writer's txn fails inside etcd: its compare names a revision that a
   newer change has replaced;
 - `EtcdUnavailable` after sending (outcome unknown) is never answered by a blind
@@ -21,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,9 +40,10 @@ from harunner.failpoints import failpoint
 from harunner.store.etcd.gateway import EtcdUnavailable, KeyValue, compare_mod, op_put
 from harunner.store.etcd.keys import Keys, fence_value
 from harunner.store.etcd.kv import EtcdKV, range_body, txn_ranges
-from harunner.store.model import JobRecord, record_from, record_to_dict, to_json
+from harunner.store.model import JobRecord, record_from, to_json
 from harunner.store.transitions import job_of
 
+FIELDS = tuple(field.name for field in dataclasses.fields(JobRecord))
 ATTEMPTS = 20  # compare failures in a row before giving up (each one means another writer won)
 CHUNK_FAILPOINTS = ("store.etcd.between_chunks",)
 OPS_TRANSITION = 4  # put record, put fence, delete the old state index key, put the new one
@@ -50,7 +54,14 @@ Refused = tuple[Any, Exception]
 
 
 def record_value(record: JobRecord) -> bytes:
-    return to_json(record_to_dict(record)).encode()
+    """The record as etcd keeps it: the JSON of `model.record_to_dict` (built without the
+    deep copy of `dataclasses.asdict`, the largest cost of a batch on the client's side)."""
+    data = {name: getattr(record, name) for name in FIELDS}
+    owner = record.owner
+    data.update(state=record.state.value, history=list(record.history),
+                owner=None if owner is None else {"slot": owner.slot,
+                                                  "incarnation": owner.incarnation})
+    return to_json(data).encode()
 
 
 def decode(kv: KeyValue, job_id: str) -> JobRecord:
@@ -87,9 +98,10 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class Transactions:
     """Job-record txns of one cluster (`keys`) over `kv`."""
 
-    def __init__(self, kv: EtcdKV, keys: Keys) -> None:
+    def __init__(self, kv: EtcdKV, keys: Keys, budget: int = 1024 * 1024) -> None:
         self.kv = kv
         self.keys = keys
+        self.budget = budget  # bytes of records per txn (etcd refuses requests over 1.5 MiB)
 
     def chunk_size(self, ops_per_item: int) -> int:
         return max(1, (self.kv.max_txn_ops - 1) // ops_per_item)
@@ -165,12 +177,24 @@ class Transactions:
             applied, refused, writes = self._plan(chunk, change, found)
             if not writes:
                 return applied, refused
+            size = sum(len(record_value(write.new)) for write in writes if write.new is not None)
+            if size > self.budget and len(chunk) > 1:
+                return self._halves(chunk, change)
             fresh = self.commit(writes)
             if fresh is None:
                 return applied, refused
             found.update(fresh)
         raise StoreError(f"{len(chunk)} job change(s) lost {ATTEMPTS} compare-and-set races "
                          "in a row in etcd; other writers keep changing these jobs; try again")
+
+    def _halves(self, chunk: Sequence[Any], change: Change
+                ) -> tuple[list[JobRecord], list[Refused]]:
+        """A chunk whose records are too many bytes for one txn, as two txns (each whole)."""
+        half = len(chunk) // 2
+        applied, refused = self._apply_chunk(chunk[:half], change)
+        failpoint("store.etcd.between_chunks")
+        more, bad = self._apply_chunk(chunk[half:], change)
+        return applied + more, refused + bad
 
     def _plan(self, chunk: Sequence[Any], change: Change, found: dict[bytes, KeyValue | None]
               ) -> tuple[list[JobRecord], list[Refused], list[Write]]:
