@@ -14,6 +14,7 @@ from typing import Any
 from hostcluster import Host, poll
 from test_hosts_failover import backend_of, checkpoint_i, job_store, running_on, submit_tickers
 
+from harunner.errors import StoreError
 from harunner.store.model import JobState
 
 OPTIONS: dict[str, Any] = {"slots": 2, "concurrency": 2, "lease_ttl": 5, "prefetch": 0}
@@ -41,6 +42,18 @@ def assert_nothing_acknowledged_lost(store: Any, jobs: list[str], log: Path, to:
             assert resumed_from >= max(earlier, default=0), (job, generation, resumed_from)
 
 
+def submit_until_acknowledged(store: Any, job_id: str, log: Path) -> str:
+    """Submit during the election: a refusal or an unknown outcome is not acknowledged, so
+    submit again (the explicit id makes a second submission of an applied one harmless)."""
+    def attempt() -> str | None:
+        try:
+            return store.submit("hostjobs.ticker", {"to": 100, "delay": 0.02, "log": str(log)},
+                                retries=3, job_id=job_id).job_id  # type: ignore[no-any-return]
+        except StoreError:
+            return None
+    return poll(attempt, 30, f"{job_id} acknowledged", 0.05)  # type: ignore[no-any-return]
+
+
 def test_the_etcd_leader_killed_mid_run(etcd3: Any, make_host: Any, tmp_path: Path) -> None:
     backend, log = backend_of(etcd3), tmp_path / "ticks.log"
     a: Host = make_host("host-a", backend, **OPTIONS)
@@ -53,7 +66,7 @@ def test_the_etcd_leader_killed_mid_run(etcd3: Any, make_host: Any, tmp_path: Pa
     poll(lambda: len(running_on(store, jobs, runners)) >= 4, 30, "jobs running")
     poll(lambda: sum(checkpoint_i(store, j) >= 10 for j in jobs) >= 4, 30, "checkpoints")
     etcd3.kill_leader()
-    more = submit_tickers(store, 2, 100, log)  # acknowledged during or after the election
+    more = [submit_until_acknowledged(store, f"during-election-{n}", log) for n in range(2)]
     assert_nothing_acknowledged_lost(store, jobs, log, 300)
     assert_nothing_acknowledged_lost(store, more, log, 100)
 
