@@ -16,6 +16,7 @@ import difflib
 import logging
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ MIB = 1024 * 1024
 MIN_CHECKPOINT_BYTES = 1024
 MAX_CHECKPOINT_BYTES = 64 * MIB - 64 * 1024  # what the store can read back, less its wrapper
 CHECKPOINT_ENV = "HARUNNER_MAX_CHECKPOINT_BYTES"  # how a runner hands the limit to its workers
+MIN_LEASE_TTL = 2  # etcd grants no lease shorter than about 1.5 x its election timeout
+LOCAL_BACKEND = "local"
+BACKEND_ENV = "HARUNNER_BACKEND"  # how a runner hands the backend to its job workers
+VALUE_LIMIT_ENV = "HARUNNER_ETCD_MAX_VALUE_BYTES"
 RETENTION = re.compile(r"^\s*\d+(\.\d*)?\s*(ms|s|m|h|d)?\s*$")
 
 log = logging.getLogger("harunner.config")
@@ -65,12 +70,21 @@ class Config:
     seed: int = 0
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    backend: str = LOCAL_BACKEND
+    host_name: str = ""  # "": socket.gethostname() (see `host`)
+    lease_ttl: int = 5
+    etcd_max_value_bytes: int = MIB
     source: str = field(default="defaults", compare=False)
 
     @property
     def state_path(self) -> Path:
         """The state directory as an absolute path."""
         return Path(self.state_dir).expanduser().resolve()
+
+    @property
+    def host(self) -> str:
+        """This host's name in the cluster: `host_name`, or the machine's name."""
+        return self.host_name or socket.gethostname()
 
     def with_overrides(self, overrides: Mapping[str, Any], origin: str) -> Config:
         """A copy with `overrides` type-checked and applied (relations: see `check`)."""
@@ -116,6 +130,41 @@ class Config:
                  f"is {self.metrics_port}; 0 (metrics off) or a TCP port up to 65535")
         _require(bool(self.metrics_host), origin, "metrics_host",
                  "is empty; give an address to bind, e.g. 127.0.0.1")
+        _check_hosts(self, origin)
+
+
+def etcd_endpoints(backend: str) -> list[str]:
+    """The `http://host:port` endpoints of an `etcd://host:port[,host:port...]` backend;
+    ValueError naming what is wrong otherwise."""
+    if not backend.startswith("etcd://"):
+        raise ValueError(f"is {backend!r}; expected \"local\" or etcd://host:port[,host:port]")
+    endpoints = []
+    for part in backend[len("etcd://"):].split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+            raise ValueError(f"is {backend!r}: {part.strip()!r} is not host:port; expected "
+                             "etcd://host:port[,host:port]")
+        endpoints.append(f"http://{host}:{int(port)}")
+    return endpoints
+
+
+def _check_hosts(config: Config, origin: str) -> None:
+    """The multi-host options: the backend's form, the host name, the lease and value limits."""
+    if config.backend != LOCAL_BACKEND:
+        try:
+            etcd_endpoints(config.backend)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: backend {error}") from None
+    _require(config.host_name == config.host_name.strip() and "/" not in config.host_name,
+             origin, "host_name", f"is {config.host_name!r}; a name without '/' or spaces "
+             "around it, or \"\" for the machine's name")
+    _require(MIN_LEASE_TTL <= config.lease_ttl <= 3600, origin, "lease_ttl",
+             f"is {config.lease_ttl}; from {MIN_LEASE_TTL} to 3600 seconds (etcd grants no "
+             "lease shorter than about 2 s; the TTL must outlast an etcd election)")
+    _require(MIN_CHECKPOINT_BYTES <= config.etcd_max_value_bytes <= 1536 * 1024 - 4096, origin,
+             "etcd_max_value_bytes", f"is {config.etcd_max_value_bytes}; from "
+             f"{MIN_CHECKPOINT_BYTES} to {1536 * 1024 - 4096} bytes (etcd refuses a request "
+             "over --max-request-bytes, 1.5 MiB by default)")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
@@ -125,6 +174,21 @@ def _check_checkpoint_limit(value: int, origin: str) -> None:
     _require(MIN_CHECKPOINT_BYTES <= value <= MAX_CHECKPOINT_BYTES, origin,
              "max_checkpoint_bytes", f"is {value}; from {MIN_CHECKPOINT_BYTES} to "
              f"{MAX_CHECKPOINT_BYTES} bytes (the largest checkpoint the store can read back)")
+
+
+def store_env(config: Config) -> dict[str, str]:
+    """What a runner hands its job workers (and its own executor) so that they open the
+    same store: the backend and its value limit (read back by `store_config`)."""
+    return {BACKEND_ENV: config.backend,
+            VALUE_LIMIT_ENV: str(config.etcd_max_value_bytes)}
+
+
+def store_config(state_dir: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """The store's part of a runner's config, for a process that has only `state_dir`
+    (a job worker, the executor): the backend from `store_env`, local by default."""
+    env = os.environ if env is None else env
+    return Config(state_dir=str(state_dir), backend=env.get(BACKEND_ENV, LOCAL_BACKEND),
+                  etcd_max_value_bytes=int(env.get(VALUE_LIMIT_ENV, MIB)))
 
 
 def checkpoint_limit(env: Mapping[str, str] | None = None) -> int:

@@ -45,6 +45,7 @@ from harunner.errors import ClusterError
 from harunner.net import bus
 from harunner.net.sockets import BindGuard, Publisher, Subscriber, check_ipc_paths
 from harunner.pidfds import GONE, close, has_exited, open_pidfd, readable, send_signal
+from harunner.runner.hosts import EXIT_FENCED
 from harunner.runner.process import EXIT_SLOT_BUSY, configure_logging, runner_main
 from harunner.store import Store, meta
 from harunner.store.counts import JobCounts
@@ -89,7 +90,7 @@ class Supervisor:
                 f"(pid {pid}); run `harunner stop` first, or set another state_dir") from None
         meta.write_meta(self.layout.supervisor_file, {"pid": os.getpid()})
         self.cluster = meta.cluster_id(self.layout, create=True)
-        repaired = Store.from_config(config).rebuild_index()
+        repaired = Store.from_config(config).rebuild_index() if config.backend == "local" else 0
         if repaired:
             log.warning("repaired %d entries of the index of unfinished jobs", repaired)
         self.spawner = multiprocessing.get_context("spawn")
@@ -211,7 +212,7 @@ class Supervisor:
         close(slot.pidfd)
         self.events.emit("runner_exit", slot=slot.number, pid=slot.pid, code=code)
         log.warning("runner slot %d (pid %s) exited with %s", slot.number, slot.pid, code)
-        quick = now - slot.started < QUICK_CRASH and code != EXIT_SLOT_BUSY
+        quick = now - slot.started < QUICK_CRASH and code not in (EXIT_SLOT_BUSY, EXIT_FENCED)
         base = self.config.respawn_backoff_ms / 1000
         slot.backoff = min(slot.backoff * 2 if quick and slot.backoff else base,
                            self.config.respawn_backoff_max_ms / 1000)

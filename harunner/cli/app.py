@@ -87,12 +87,15 @@ def main_options(version: Annotated[bool, typer.Option(
 def start(config_file: ConfigOption = None, state_dir: StateDirOption = None,
           slots: Annotated[int | None, typer.Option(help="runner slots")] = None,
           jobs: Annotated[list[str] | None, typer.Option("--jobs", help="job module or "
-                                                         "folder (repeatable)")] = None) -> None:
+                                                         "folder (repeatable)")] = None,
+          backend: Annotated[str | None, typer.Option(
+              help="job store: local, or etcd://host:port[,host:port] (docs/hosts.md)")] = None
+          ) -> None:
     """Run the cluster in the foreground: supervisor, primary and standbys; Ctrl-C exits 130."""
     from harunner.cli.start import run
 
     config = load_config(config_file, state_dir=state_dir, slots=slots,
-                         jobs=tuple(jobs) if jobs else None)
+                         jobs=tuple(jobs) if jobs else None, backend=backend)
     raise typer.Exit(run(config, say))
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 from harunner.api import exit_codes
 from harunner.api.statedir import check_state_dir
-from harunner.config import Config
+from harunner.config import LOCAL_BACKEND, Config
 from harunner.errors import ClusterError
 from harunner.store import meta
 from harunner.store.layout import Layout
@@ -32,6 +32,9 @@ def plan(config: Config) -> list[str]:
                            "another state_dir")
     slots = "1 runner slot" if config.slots == 1 else f"{config.slots} runner slots"
     lines = [f"starting {slots} on {config.state_path} (Ctrl-C stops)"]
+    if config.backend != LOCAL_BACKEND:
+        lines.append(f"jobs in {config.backend} as host {config.host!r} "
+                     f"(lease {config.lease_ttl} s)")
     if config.slots == 1:
         lines.append("warning: with 1 slot there is no standby: if the runner dies, its jobs "
                      "wait until the supervisor respawns it; use slots = 3 for failover")

@@ -63,6 +63,7 @@ from harunner.errors import (
 )
 from harunner.executor.descendants import kill_own_descendants
 from harunner.store import Checkpoint, JobRecord, JobState, Store, job_files
+from harunner.store.etcd.gateway import EtcdError, EtcdUnavailable
 from harunner.store.events import EventLog
 
 KINDS = ("succeeded", "failed", "fenced", "infra")
@@ -131,6 +132,8 @@ def _resume(store: Store, record: JobRecord, logger: logging.Logger,
 def read_checkpoint(store: Store, record: JobRecord,
                     logger: logging.Logger) -> Checkpoint | None:
     """The newest readable checkpoint; each one skipped is logged and recorded as an event."""
+    if not isinstance(store, Store):  # a store that keeps checkpoints itself (etcd)
+        return store.read_checkpoint(record.job_id)
     skipped: list[tuple[Path, CorruptFileError]] = []
     folder = store.layout.job_folder(record.job_id)
     try:
@@ -197,12 +200,17 @@ def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
     return _outcome(assignment, "succeeded", result=result)
 
 
+ETCD_TRANSIENT = (4, 14)  # gRPC DEADLINE_EXCEEDED, UNAVAILABLE ("leader changed")
+
+
 def infrastructure_fault(error: BaseException) -> BaseException | None:
-    """The DiskFullError or DurabilityError that `error` is or was caused by, if any."""
+    """The DiskFullError or DurabilityError that `error` is or was caused by, if any, or an
+    etcd that did not answer or was electing a leader (the write was not acknowledged)."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, DiskFullError | DurabilityError):
+        if isinstance(current, DiskFullError | DurabilityError | EtcdUnavailable) or (
+                isinstance(current, EtcdError) and current.code in ETCD_TRANSIENT):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

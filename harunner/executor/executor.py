@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harunner.config import store_config
 from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
 from harunner.executor import descendants, outcomes
 from harunner.executor.attempt import Assignment, Outcome
@@ -50,7 +51,8 @@ from harunner.executor.launcher import Launcher, absolute_entry, signal_group
 from harunner.executor.lookahead import Lookahead
 from harunner.executor.outcomes import Ended
 from harunner.executor.pool import Pool
-from harunner.store import JobRecord, JobState, Store
+from harunner.store import JobRecord, JobState
+from harunner.store.backends import open_store
 from harunner.store.transitions import Claim
 
 WORKER_MODES = ("pool", "process")
@@ -90,7 +92,8 @@ class Executor:
         self._keep_spare = spare
         self.lookahead = Lookahead(prefetch)
         self._clock = clock
-        self._store = Store(self.state_dir, lock_timeout=lock_timeout, busy_timeout=RECORD_BUSY)
+        self._store = open_store(store_config(self.state_dir), lock_timeout=lock_timeout,
+                                 busy_timeout=RECORD_BUSY)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
                                   lock_timeout, start_method, preload_jobs=preload_jobs,
                                   owner=self)
@@ -100,7 +103,7 @@ class Executor:
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
-        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)
+        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)  # type: ignore[arg-type]
         self._launches = LAUNCH_BATCH  # new workers this turn may start (`reap` refills it)
         self._launch_more = False  # the last dispatch stopped for want of that budget
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next

@@ -39,13 +39,13 @@ import signal
 import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import NoReturn
 
+from harunner.config import store_config
 from harunner.executor import descendants
 from harunner.executor.attempt import Assignment, run_attempt
 from harunner.pidfds import GONE, has_exited, open_pidfd
-from harunner.store import Store
+from harunner.store.backends import open_store
 
 EXIT_DONE = 0         # the pipe closed, or max_jobs attempts were run and reported
 EXIT_ORPHANED = 76    # the runner is gone; the worker killed its tree and wrote nothing
@@ -71,7 +71,7 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
     done = 0
     # One Store for the worker's life: its job locks keep nothing per job once released,
     # and its database connection is opened once, not per attempt.
-    store = Store(Path(setup.state_dir), lock_timeout=setup.lock_timeout)
+    store = open_store(store_config(setup.state_dir), lock_timeout=setup.lock_timeout)
     while not max_jobs or done < max_jobs:
         try:
             assignment = connection.recv()
@@ -79,7 +79,7 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             _exit(EXIT_DONE)
         if not isinstance(assignment, Assignment):
             continue
-        outcome = run_attempt(store, assignment, setup.job_entries)
+        outcome = run_attempt(store, assignment, setup.job_entries)  # type: ignore[arg-type]
         done += 1
         try:
             connection.send(outcome)

@@ -12,10 +12,10 @@ import random
 
 from harunner.errors import StoreError, UnknownJobError
 from harunner.runner.consensus import Consensus
-from harunner.store import Store
+from harunner.store.contract import JobStore
 
 
-def compact(consensus: Consensus, store: Store, now: float, rng: random.Random) -> None:
+def compact(consensus: Consensus, store: JobStore, now: float, rng: random.Random) -> None:
     """Close every instance of `consensus` below its job's current generation."""
     for job_id in consensus.instances():
         try:

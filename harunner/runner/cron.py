@@ -29,6 +29,7 @@ from harunner.api.schedule import Timetable
 from harunner.errors import HarunnerError, StoreError
 from harunner.runner.firing import plan
 from harunner.store import JobRecord, Store
+from harunner.store.contract import JobStore
 from harunner.store.schedules import JobTemplate, Registration, ScheduleRow, ScheduleTable
 
 log = logging.getLogger("harunner.runner")
@@ -39,7 +40,7 @@ RETRY = 0.1        # seconds before a fire that found the database busy is tried
 class CronDuty:
     """This runner's view of the schedules and its share of firing them."""
 
-    def __init__(self, store: Store, job_entries: Sequence[str], wall: float,
+    def __init__(self, store: JobStore, job_entries: Sequence[str], wall: float,
                  fired: Callable[[], None] = lambda: None) -> None:
         self.fired = fired  # told when jobs were fired (the runner claims them at once)
         self.deadline = 0.0  # monotonic time of the next tick with work (the loop waits for it)
@@ -53,6 +54,11 @@ class CronDuty:
                           if spec.schedule is not None}
             self.timetables = {name: Timetable(spec.schedule)  # type: ignore[arg-type]
                                for name, spec in self.specs.items()}
+            if not isinstance(store, Store):  # the etcd backend keeps no schedules yet
+                if self.specs:
+                    raise HarunnerError("periodic jobs need the local backend (schedules are "
+                                        "not kept in etcd yet)")
+                return
             self.table = ScheduleTable(store)
             self._register(wall)
         except HarunnerError as error:

@@ -21,7 +21,8 @@ import logging
 from collections.abc import Iterable
 
 from harunner.errors import StoreError
-from harunner.store import JobRecord, Store
+from harunner.store import JobRecord
+from harunner.store.contract import JobStore
 
 FEED_EVERY = 1.0      # a look at the change feed when nothing rang the doorbell
 FEED_BATCH = 500      # changed records read per look; the rest on the next turn
@@ -31,7 +32,7 @@ log = logging.getLogger("harunner.runner")
 class Feed:
     """One runner's cursor on the store's change feed."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: JobStore) -> None:
         self.store = store
         self.cursor = 0
         self.next_look = 0.0

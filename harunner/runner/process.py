@@ -11,7 +11,9 @@ its children create (SQLite's -wal and -shm, lock files, sockets, job logs)
 is private to the user, and creates its log file 0600 in a 0700 folder. Job
 workers inherit the umask (each attempt starts with it; a job that shares
 files sets its own). A runner hands `max_checkpoint_bytes` to its workers in
-the environment (`config.CHECKPOINT_ENV`).
+the environment (`config.CHECKPOINT_ENV`). With an etcd backend the slot runs a
+`host_runner.HostRunner`; one that lost its lease exits `hosts.EXIT_FENCED` after
+stopping its workers, and the supervisor respawns the slot as a new incarnation.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import logging
 import os
 import signal
 
-from harunner.config import CHECKPOINT_ENV, Config
+from harunner.config import CHECKPOINT_ENV, LOCAL_BACKEND, Config, store_env
 from harunner.errors import ClusterError
 from harunner.failpoints import failpoint
+from harunner.runner.host_runner import HostRunner
+from harunner.runner.hosts import EXIT_FENCED, LeaseLost
 from harunner.runner.runner import Runner
 from harunner.store.job_files import make_private_dir, make_private_file
 from harunner.store.layout import Layout
@@ -60,8 +64,10 @@ def runner_main(config: Config, slot: int) -> None:
     os.setsid()  # a runner must not die with the supervisor or its terminal
     configure_logging(config, f"runner-{slot}")
     os.environ[CHECKPOINT_ENV] = str(config.max_checkpoint_bytes)  # read by its job workers
+    os.environ.update(store_env(config))  # so are the backend and its limit
+    kind = Runner if config.backend == LOCAL_BACKEND else HostRunner
     try:
-        runner = Runner(config, slot)
+        runner = kind(config, slot)
     except ClusterError as error:
         log.error("%s", error)
         os._exit(EXIT_SLOT_BUSY)
@@ -69,6 +75,10 @@ def runner_main(config: Config, slot: int) -> None:
     failpoint("runner.started")
     try:
         runner.run()
+    except LeaseLost as error:  # declared dead by the cluster: stop the workers, then exit
+        log.error("runner slot %d: %s", slot, error)
+        runner.close()
+        os._exit(EXIT_FENCED)
     except Exception:
         log.exception("runner slot %d crashed", slot)
         raise

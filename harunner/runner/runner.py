@@ -39,7 +39,8 @@ from harunner.runner.ownership import OwnershipCore, Timing
 from harunner.runner.peers import PeerWatch
 from harunner.runner.scheduler import Scheduler
 from harunner.runner.slot import make_rng, take_slot
-from harunner.store import JobRecord, Owner, Store, meta
+from harunner.store import JobRecord, Owner, meta
+from harunner.store.backends import open_store
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
 from harunner.store.wakeup import WakeSocket, wake
@@ -53,17 +54,18 @@ LOOP_LOCK_TIMEOUT = 0.02  # the main loop never waits long for a job lock: it re
 
 class Runner:
     """The I/O shell around the ownership core, the Paxos node, the scheduler and the executor."""
+    _take_slot = staticmethod(take_slot)  # etcd mode: `host_runner` takes its incarnation
 
     def __init__(self, config: Config, slot: int) -> None:
         self.config = config
         self.slot = slot
         self.layout = Layout(config.state_path)
-        self.slot_lock, self.incarnation = take_slot(self.layout, slot,
-                                                     config.stop_timeout_ms / 1000)
+        self.slot_lock, self.incarnation = self._take_slot(self.layout, slot,
+                                                           config.stop_timeout_ms / 1000)
         self.me = Owner(slot, self.incarnation)
         self.cluster = meta.cluster_id(self.layout)
         self.rng = make_rng(config.seed, slot, self.incarnation)
-        self.store = Store.from_config(config, LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
+        self.store = open_store(config, lock_timeout=LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
         self.events = EventLog(self.layout.events, f"runner-{slot}")
         self.stopping = False
         self._open_sockets()
@@ -78,9 +80,7 @@ class Runner:
         timing = Timing(config.heartbeat_ms * config.suspect_after / 1000,
                         config.hang_timeout_ms / 1000, config.paxos_timeout_ms / 1000)
         self.core = OwnershipCore(self.me, timing, started)
-        self.primary_generation = 0
-        self.seq = 0
-        self.next_beat = 0.0
+        self.primary_generation, self.seq, self.next_beat = 0, 0, 0.0
         self.feed = Feed(self.store)
         self.next_compact = started + COMPACT_EVERY
         self.rescan = True  # the first turn reads every RUNNING record

@@ -30,7 +30,8 @@ import logging
 
 from harunner import metrics
 from harunner.errors import StoreError, UnknownJobError
-from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner, Store
+from harunner.store import SCHEDULER_JOB, JobRecord, JobState, Owner
+from harunner.store.contract import JobStore
 from harunner.store.transitions import Claim, Release, TakeOver
 
 log = logging.getLogger("harunner.runner")
@@ -39,7 +40,7 @@ log = logging.getLogger("harunner.runner")
 class Scheduler:
     """This runner's claims on due PENDING jobs."""
 
-    def __init__(self, store: Store, me: Owner, rescan: float = 1.0) -> None:
+    def __init__(self, store: JobStore, me: Owner, rescan: float = 1.0) -> None:
         self.store = store
         self.me = me
         self.rescan = rescan
