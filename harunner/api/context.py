@@ -33,13 +33,13 @@ from harunner.store.job_files import make_private_file
 from harunner.store.model import state_json
 
 if TYPE_CHECKING:
-    from harunner.store import Store
+    from harunner.store import JobStore
 
 
 class Context:
     """What a running job sees: its identity, last state, and fenced writes."""
 
-    def __init__(self, store: Store, record: JobRecord, checkpoint: Checkpoint | None,
+    def __init__(self, store: JobStore, record: JobRecord, checkpoint: Checkpoint | None,
                  logger: logging.Logger, *,
                  max_checkpoint_bytes: int = Config.max_checkpoint_bytes) -> None:
         self._store = store
@@ -118,7 +118,7 @@ class _GenerationFilter(logging.Filter):
 LOG_FORMAT = "%(asctime)s gen=%(generation)d attempt=%(attempt)d %(levelname)s %(message)s"
 
 
-def job_logger(store: Store, record: JobRecord,
+def job_logger(store: JobStore, record: JobRecord,
                stream: TextIO | None = None) -> logging.Logger:
     """A logger appending to the job's log file (0600), each line with time and generation;
     to `stream` (an open descriptor of that file, closed with the logger) if given."""

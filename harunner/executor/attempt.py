@@ -62,7 +62,7 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.executor.descendants import kill_own_descendants
-from harunner.store import Checkpoint, JobRecord, JobState, Store, job_files
+from harunner.store import Checkpoint, JobRecord, JobState, JobStore, Store, job_files
 from harunner.store.etcd.gateway import EtcdError, EtcdUnavailable
 from harunner.store.events import EventLog
 
@@ -95,7 +95,7 @@ class Outcome:
     retire: bool = False
 
 
-def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) -> Outcome:
+def run_attempt(store: JobStore, assignment: Assignment, entries: tuple[str, ...]) -> Outcome:
     """Run the attempt and clean up after it; never raises for anything the job does."""
     baseline = Baseline()
     logger: logging.Logger | None = None
@@ -117,7 +117,7 @@ def run_attempt(store: Store, assignment: Assignment, entries: tuple[str, ...]) 
     return outcome
 
 
-def _resume(store: Store, record: JobRecord, logger: logging.Logger,
+def _resume(store: JobStore, record: JobRecord, logger: logging.Logger,
             entries: tuple[str, ...]) -> Outcome:
     """Read the last checkpoint (loudly), then call the job; no readable one fails the attempt."""
     try:
@@ -129,7 +129,7 @@ def _resume(store: Store, record: JobRecord, logger: logging.Logger,
     return _call(store, record, checkpoint, logger, entries)
 
 
-def read_checkpoint(store: Store, record: JobRecord,
+def read_checkpoint(store: JobStore, record: JobRecord,
                     logger: logging.Logger) -> Checkpoint | None:
     """The newest readable checkpoint; each one skipped is logged and recorded as an event."""
     if not isinstance(store, Store):  # a store that keeps checkpoints itself (etcd)
@@ -147,7 +147,7 @@ def read_checkpoint(store: Store, record: JobRecord,
     return found
 
 
-def _report_unreadable(store: Store, record: JobRecord, logger: logging.Logger,
+def _report_unreadable(store: JobStore, record: JobRecord, logger: logging.Logger,
                        skipped: list[tuple[Path, CorruptFileError]],
                        found: Checkpoint | None) -> None:
     """A WARNING in the job's log and an event per skipped checkpoint."""
@@ -164,7 +164,7 @@ def _report_unreadable(store: Store, record: JobRecord, logger: logging.Logger,
         events.close()
 
 
-def _call(store: Store, record: Any, checkpoint: Any, logger: logging.Logger,
+def _call(store: JobStore, record: Any, checkpoint: Any, logger: logging.Logger,
           entries: tuple[str, ...]) -> Outcome:
     """Call the job function; its result, error, fence or infrastructure fault."""
     assignment = Assignment(record.job_id, record.generation)
@@ -350,7 +350,7 @@ def _checkpoint_limit() -> int:
     return limit
 
 
-def _open_log(store: Store, record: Any) -> logging.Logger:
+def _open_log(store: JobStore, record: Any) -> logging.Logger:
     """Open the job's log once: fds 1 and 2 go there, and so does the job's logger.
 
     The job's folder is created only when it is missing (one open, no mkdir, on the

@@ -16,7 +16,7 @@ from __future__ import annotations
 from harunner.errors import StoreError
 from harunner.executor.outcomes import Ended, Finish
 from harunner.executor.recorder import Recorder
-from harunner.store import JobRecord, Store
+from harunner.store import JobRecord, JobStore
 from harunner.store.transitions import Claim, Outcome
 
 GROUP_MAX = 256  # outcomes committed together at most (the rest wait for the next)
@@ -25,7 +25,7 @@ GROUP_MAX = 256  # outcomes committed together at most (the rest wait for the ne
 class GroupCommit:
     """What one executor has on its way to the store, and what came back."""
 
-    def __init__(self, store: Store, lock_wait: float) -> None:
+    def __init__(self, store: JobStore, lock_wait: float) -> None:
         self.recorder = Recorder(store, lock_wait)
         self.ready: list[Ended] = []  # ended attempts waiting for the next commit
         self.wanted: Claim | None = None  # the claim to send with the next batch

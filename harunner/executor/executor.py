@@ -6,12 +6,10 @@ calls `reap(now)` and `check_timeouts(now)`; `kill(job_id)` when it loses
 ownership; `shutdown()` when it stops; `room()` to claim no more jobs than it
 has free workers and a short queue ahead (`lookahead`). See `worker` for the
 worker's side, `attempt` for one attempt, `outcomes` for the rule of faults,
-`pool` for the worker processes, `launcher` for how they start, `recorder`
-for the group commit of outcomes.
+`pool` for the workers, `launcher` for their start, `recorder` for the group commit.
 
-Modes (docs/executor.md): `pool`, `concurrency` long-lived workers; `process`, a
-fresh worker per job. Jobs beyond the free workers wait in a FIFO queue and
-count in `running()` (a takeover is never refused for want of a worker).
+Modes (docs/executor.md): `pool` (long-lived workers) or `process` (one per job).
+Queued jobs count in `running()`: a takeover is never refused for want of a worker.
 
 Invariants:
 - Outcomes are recorded here, never by workers, in batches: freed workers get
@@ -26,8 +24,7 @@ Invariants:
   re-run from its checkpoint after a short capped wait, attempts unchanged.
 - A worker is signalled only through its pidfd. Timeouts use the monotonic
   `now` passed in; retry times the wall clock (`clock`), like `not_before`.
-- At most LAUNCH_BATCH worker processes are started per turn (a take-over of
-  hundreds of jobs in process mode must not hold the loop for seconds).
+- At most LAUNCH_BATCH workers start per turn: a big take-over never holds the loop.
 """
 
 from __future__ import annotations
@@ -103,7 +100,7 @@ class Executor:
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
-        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)  # type: ignore[arg-type]
+        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)
         self._launches = LAUNCH_BATCH  # new workers this turn may start (`reap` refills it)
         self._launch_more = False  # the last dispatch stopped for want of that budget
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Sequence
 
 from harunner.errors import LockTimeoutError, StaleTransitionError, StoreError
-from harunner.store import JobRecord, JobState, Store
+from harunner.store import JobRecord, JobState, JobStore
 from harunner.store.transitions import Claim, Outcome
 
 # Per outcome (or for the whole batch), and the jobs claimed in the same transaction.
@@ -40,7 +40,7 @@ Result = tuple[list[JobRecord | StoreError] | StoreError, list[JobRecord]]
 class Recorder:
     """One background writer of outcome batches for one executor."""
 
-    def __init__(self, store: Store, lock_wait: float) -> None:
+    def __init__(self, store: JobStore, lock_wait: float) -> None:
         self._store = store
         self._lock_wait = lock_wait
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

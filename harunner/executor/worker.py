@@ -79,7 +79,7 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             _exit(EXIT_DONE)
         if not isinstance(assignment, Assignment):
             continue
-        outcome = run_attempt(store, assignment, setup.job_entries)  # type: ignore[arg-type]
+        outcome = run_attempt(store, assignment, setup.job_entries)
         done += 1
         try:
             connection.send(outcome)
