@@ -9,12 +9,17 @@ etcd (the Debian binary, started here on free loopback ports):
 - host loss: SIGKILL every process of the host that owns a running job (its lease
   runs out after `lease_ttl`; a runner of the other host takes the job over);
 - no-op jobs/s: N no-op jobs submitted at once, until all are finished, on two etcd
-  hosts and on one local host with the same number of runners in all.
+  hosts and on one local host with the same number of runners in all;
+- etcd leader loss (`--leader-kills`): a host on a three-member etcd runs a job that
+  checkpoints every 5 ms; SIGKILL the Raft leader; the stall is from the signal to
+  the job's next acknowledged checkpoint (whoever owns it then), and how many of
+  the trials moved the job to another owner (they should not: the leases outlast
+  the election). The killed member is restarted before the next trial.
 
 Each failover figure is from the signal to the first checkpoint the resumed job had
 acknowledged (the job appends it to a file), and to the take-over seen in the store.
 
-    python bench/hosts_bench.py [--crashes 20] [--losses 5] [--jobs 2000]
+    python bench/hosts_bench.py [--crashes 20] [--losses 5] [--jobs 2000] [--leader-kills 5]
 """
 
 from __future__ import annotations
@@ -148,6 +153,70 @@ def one_loss(store: Any, a: Host, b: Host, log: Path) -> tuple[float, float]:
     return took, (resumed - killed_wall) * 1000
 
 
+def acks_after(log: Path, job: str, after: float) -> float:
+    """The wall time of `job`'s first acknowledged checkpoint after `after`; 0.0 if none."""
+    try:
+        lines = log.read_text().splitlines()
+    except FileNotFoundError:
+        return 0.0
+    for line in lines:
+        kind, who, _host, _gen, _i, at = line.split()
+        if kind == "ok" and who == job and float(at) > after:
+            return float(at)
+    return 0.0
+
+
+def read(call: Any, *args: Any) -> Any:
+    """`call(*args)`, or None while etcd does not answer (the client's member may be the one
+    killed: it answers on the next member at the next try)."""
+    from harunner.errors import StoreError
+    try:
+        return call(*args)
+    except StoreError:
+        return None
+
+
+def one_leader_loss(store: Any, etcd: EtcdCluster, log: Path) -> tuple[float, bool]:
+    """One trial: (ms from the leader's SIGKILL to the job's next acknowledged checkpoint,
+    whether the job changed owner meanwhile); the killed member is restarted after."""
+    job = store.submit("hostjobs.ticker", {"to": 100000, "delay": 0.005,
+                                           "log": str(log)}).job_id
+    wait_until(lambda: (r := store.get(job)).owner is not None
+               and first_ack(log, job, r.generation), 30, "the job to checkpoint", 0.01)
+    before = store.get(job).generation
+    etcd.leader()
+    killed_wall = time.time()
+    member = etcd.kill_leader()
+    after = wait_until(lambda: acks_after(log, job, killed_wall), 60,
+                       "a checkpoint after the leader's loss", 0.002)
+    moved = wait_until(lambda: read(store.get, job), 30, "a read").generation > before
+    wait_until(lambda: read(store.cancel, job), 30, "the cancel")
+    etcd.restart_member(member)
+    return (after - killed_wall) * 1000, moved
+
+
+def leader_losses(binary: str, root: Path, count: int) -> tuple[list[float], int]:
+    """(stall in ms per trial, trials in which the job changed owner) on a 3-member etcd."""
+    etcd = EtcdCluster(binary, root / "etcd3", 3)
+    etcd.start()
+    backend = "etcd://" + ",".join(u.removeprefix("http://") for u in etcd.endpoints)
+    host = Host(root / "l", "host-l", backend, **{**OPTIONS, "lease_ttl": 5})
+    stalls, moved = [], 0
+    try:
+        store = open_store(config.load(overrides={"backend": backend,
+                                                  "state_dir": str(root / "lclient")}, env={}))
+        host.start()
+        wait_until(lambda: runners_up(host), 60, "the host up")
+        for trial in range(count):
+            stall, changed = one_leader_loss(store, etcd, root / f"leader-{trial}.log")
+            stalls.append(stall)
+            moved += changed
+    finally:
+        host.stop()
+        etcd.stop()
+    return stalls, moved
+
+
 def throughput(store: Any, count: int) -> float:
     start = time.monotonic()
     for first in range(0, count, 100):
@@ -175,6 +244,7 @@ def main() -> None:
     parser.add_argument("--crashes", type=int, default=20)
     parser.add_argument("--losses", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--leader-kills", type=int, default=5)
     args = parser.parse_args()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)  # child subreaper: every process started stays findable
@@ -211,6 +281,7 @@ def main() -> None:
         local_tput = throughput(local_store, args.jobs)
         local_crash = runner_crashes(local_store, local, folder(root / "local"), args.crashes)
         local.stop()
+        leader, moved = leader_losses(binary, root, args.leader_kills)
     finally:
         for host in hosts:
             host.stop()
@@ -226,6 +297,8 @@ def main() -> None:
                              ("host loss (every process)", "etcd", loss)):
         print(f"| {name:32} | {kind:7} | {stats([r[0] for r in rows])} | "
               f"{stats([r[1] for r in rows])} |  n={len(rows)}")
+    print(f"| {'etcd leader SIGKILLed (3 members)':32} | etcd    | owner moved "
+          f"{moved}/{len(leader)} | {stats(leader)} |  n={len(leader)} (stall)")
     print(f"no-op jobs/s, {args.jobs} jobs: etcd, 2 hosts x 2 runners: {etcd_tput:.0f}; "
           f"local, 1 host x 4 runners: {local_tput:.0f}")
 

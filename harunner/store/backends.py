@@ -7,7 +7,8 @@ one-line `ConfigError` naming the value and the fix.
 Config keys read here (with `getattr`, so a config without them means the
 defaults): `backend` ("local"), `etcd_cluster` ("default": the key prefix
 `/harunner/<cluster>/`), `etcd_max_value_bytes` (1 MiB), `etcd_max_txn_ops` (128,
-etcd's `--max-txn-ops`), `etcd_timeout_ms` (5000), `lock_timeout_ms`.
+etcd's `--max-txn-ops`), `etcd_timeout_ms` (2000: a retry after it lands in the next
+term of an etcd election), `lock_timeout_ms`.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def open_store(config: Any, **kw: Any) -> JobStore:
         "cluster": getattr(config, "etcd_cluster", "default"),
         "max_value_bytes": int(getattr(config, "etcd_max_value_bytes", MIB)),
         "max_txn_ops": int(getattr(config, "etcd_max_txn_ops", 128)),
-        "timeout": int(getattr(config, "etcd_timeout_ms", 5000)) / 1000,
+        "timeout": int(getattr(config, "etcd_timeout_ms", 2000)) / 1000,
     }
     options.update((key, value) for key, value in kw.items()
                    if key not in ("lock_timeout", "busy_timeout"))

@@ -97,7 +97,8 @@ def test_a_runner_loop_stuck_past_its_ttl_loses_its_lease(
     """The keep-alive comes from the loop: a stuck loop (its process alive, its workers
     writing) must lose the lease; a keep-alive thread would keep it for ever."""
     backend, log = backend_of(etcd1), tmp_path / "ticks.log"
-    slow = {**OPTIONS, "slots": 1, "hang_timeout_ms": 10000}  # the supervisor does not kill it
+    slow = {**OPTIONS, "slots": 1, "hang_timeout_ms": 10000,  # the supervisor does not kill it
+            "heartbeat_ms": 100}  # 10 turns a second: the failpoint below counts turns
     a: Host = make_host("host-a", backend, **slow)
     b: Host = make_host("host-b", backend, **OPTIONS)
     store = job_store(etcd1, tmp_path)
