@@ -105,7 +105,8 @@ class Supervisor:
         self.zmq = zmq.Context()
         self.guard = BindGuard()
         self.publisher = Publisher(self.zmq, self.guard, self.layout.bus(SUPERVISOR))
-        self.beats = Subscriber(self.zmq, [self.layout.bus(s.number) for s in self.slots])
+        self.beats = Subscriber(self.zmq, [self.layout.bus(s.number) for s in self.slots],
+                                bus.topics(bus.Beat))
         stop_metrics = None
         try:
             stop_metrics = self._start_metrics()

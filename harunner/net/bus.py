@@ -93,9 +93,18 @@ FIELD_BOUNDS: dict[str, tuple[int, int]] = {
 
 
 def encode(message: BusMessage, cluster: str) -> bytes:
-    body = {name: getattr(message, name) for name in SHAPES[type(message)][0]}  # flat fields
-    body.update({"_v": SCHEMA, "_c": cluster, "_t": type(message).__name__})
+    """The frame: JSON that starts with its type (`topics` filters on that prefix)."""
+    body: dict[str, object] = {"_t": type(message).__name__}
+    body.update((name, getattr(message, name)) for name in SHAPES[type(message)][0])
+    body.update({"_v": SCHEMA, "_c": cluster})
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def topics(*types: type) -> list[bytes]:
+    """The frame prefixes of `types`, for a subscriber that wants only those: the
+    publisher then sends it nothing else (ZeroMQ filters at the sending end), so a
+    runner is not woken by the supervisor's beats, which only `harunner status` reads."""
+    return [b'{"_t":"' + cls.__name__.encode() + b'"' for cls in types]
 
 
 def decode(frame: bytes, cluster: str) -> BusMessage:

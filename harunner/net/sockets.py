@@ -126,9 +126,11 @@ class Publisher:
 class Subscriber:
     """The SUB end of the heartbeat bus, connected to every publisher's path."""
 
-    def __init__(self, context: zmq.Context, paths: Iterable[Path]) -> None:
+    def __init__(self, context: zmq.Context, paths: Iterable[Path],
+                 topics: Iterable[bytes] = (b"",)) -> None:
         self.socket = _socket(context, zmq.SUB, 0, MAX_BUS_FRAME, BUS_HWM)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        for topic in topics:  # frame prefixes (`bus.topics`); b"" is every frame
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         for path in paths:
             self.socket.connect(url(path))
 

@@ -95,7 +95,8 @@ class Runner:
         self.guard = BindGuard()
         self.publisher = Publisher(self.context, self.guard, layout.bus(self.slot))
         self.subscriber = Subscriber(
-            self.context, [layout.bus(s) for s in slots] + [layout.bus(SUPERVISOR)])
+            self.context, [layout.bus(s) for s in slots] + [layout.bus(SUPERVISOR)],
+            bus.topics(bus.Beat, bus.ExitNotice, bus.OwnerChange, bus.Poke))
         self.link = PeerLink(self.context, self.guard, self.slot,
                              {s: layout.peer(s) for s in slots})
         self.consensus = Consensus(self.slot, slots, self.layout, self.cluster,

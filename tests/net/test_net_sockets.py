@@ -207,3 +207,39 @@ def test_a_huge_subscription_drops_the_subscriber_not_the_publisher(context, run
         publisher.close()
         subscriber.close()
         guard.release()
+
+
+def test_a_subscriber_with_topics_gets_only_those_types(context, run_dir) -> None:
+    """A runner subscribes to every bus type but the supervisor's beat (read only by
+    `harunner status`): the publisher never sends it those frames."""
+    guard = BindGuard()
+    publisher = Publisher(context, guard, run_dir / "bus-9.sock")
+    wanted = Subscriber(context, [run_dir / "bus-9.sock"],
+                        bus.topics(bus.Beat, bus.ExitNotice, bus.OwnerChange, bus.Poke))
+    everything = Subscriber(context, [run_dir / "bus-9.sock"])
+    messages = [bus.SupervisorBeat(7, 1), bus.Beat(0, 1, 7, "primary", 1),
+                bus.ExitNotice(1, 8, -9), bus.OwnerChange("j", 2, 0, 1), bus.Poke("x")]
+    try:
+        def heard(subscriber: Subscriber) -> list[object]:
+            return [bus.decode(frame, "c") for frame in subscriber.drain()]
+
+        got: list[object] = []
+        wait_until(lambda: (publisher.publish(bus.encode(bus.Poke("join"), "c")),
+                            got.extend(heard(wanted)), got)[2], 5, "the subscription")
+        all_got: list[object] = []
+        wait_until(lambda: (publisher.publish(bus.encode(bus.Poke("join"), "c")),
+                            all_got.extend(heard(everything)), all_got)[2], 5, "the other")
+        for message in messages:
+            publisher.publish(bus.encode(message, "c"))
+        seen: list[object] = []
+        wait_until(lambda: (seen.extend(heard(wanted)), bus.Poke("x") in seen)[1], 5, "the poke")
+        full: list[object] = []
+        wait_until(lambda: (full.extend(heard(everything)), bus.Poke("x") in full)[1], 5,
+                   "every frame")
+        assert bus.SupervisorBeat(7, 1) not in seen and bus.SupervisorBeat(7, 1) in full
+        assert all(m in seen for m in messages[1:])
+    finally:
+        publisher.close()
+        wanted.close()
+        everything.close()
+        guard.release()
