@@ -4,8 +4,11 @@ It differs from `runner.Runner` in four places only, so the local mode stays as
 it is: its incarnation comes from etcd; Paxos proposals of the ownership core
 are dropped (ownership changes are etcd txns, `HostDuty` returns them as
 `TakeOver`s); a local peer the detector declares dead has its lease revoked at
-once; and every turn waits on the runner watch as well and then lets the duty
-keep the lease and hand over orphans. Everything else (beats, the local
+once; and every turn waits on the runner watch and the store's job watch as
+well (a job submitted or changed on any host is looked at at once; rings
+closer than FEED_COALESCE are taken together, so a busy cluster's changes do
+not make every runner look at each one), then lets
+the duty keep the lease and hand over orphans. Everything else (beats, the local
 detector, claims, workers, the change feed) is the local runner's.
 
 Invariant: every etcd call of the duty is made from this loop, never a thread,
@@ -27,6 +30,8 @@ from harunner.runner.runner import Runner
 from harunner.runner.slot import take_slot
 from harunner.store.layout import Layout
 
+FEED_COALESCE = 0.02  # after the job watch rang, it is not waited on for this long
+
 
 class HostRunner(Runner):
     """A runner whose jobs live in etcd, shared with the runners of other hosts."""
@@ -34,6 +39,7 @@ class HostRunner(Runner):
     def __init__(self, config: Config, slot: int) -> None:
         self.hosts = HostDuty(config, slot, cluster_root(config))
         self._host_ready: set[object] = set()
+        self._feed_quiet_until = 0.0
         try:
             super().__init__(config, slot)
             self.hosts.join(self.store, self.me, os.getpid(), time.monotonic())
@@ -61,9 +67,18 @@ class HostRunner(Runner):
 
     def _wait(self, timeout: float, workers: set[int]) -> set[object]:
         fds = set(self.hosts.fds())
-        ready = super()._wait(timeout, workers | fds)
+        feed = getattr(self.store, "feed_fileno", lambda: None)()  # the jobs' watch
+        if time.monotonic() < self._feed_quiet_until:
+            feed = None  # it rang a moment ago: what came since waits for the next turn
+        watched = fds | ({feed} if feed is not None else set())
+        ready = super()._wait(timeout, workers | watched)
         self._host_ready = ready & fds
-        return ready - fds
+        if feed is not None and feed in ready:  # a job changed, on any host: look now
+            self.store.feed_ready()  # type: ignore[attr-defined]
+            self.feed.ring()
+            self.scheduler.poke()
+            self._feed_quiet_until = time.monotonic() + FEED_COALESCE
+        return ready - watched
 
     def _carry(self, action: act.Action) -> None:
         if isinstance(action, act.Propose):

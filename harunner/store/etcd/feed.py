@@ -72,6 +72,17 @@ class Feed:
         watch = getattr(self._local, "watch", None)
         return watch.fileno() if watch is not None and self._local.pid == os.getpid() else None
 
+    def pump(self) -> None:
+        """This thread's watch became readable: take in its bytes (a broken one is dropped
+        and reopened by the next `changes`)."""
+        watch = getattr(self._local, "watch", None)
+        if watch is None or self._local.pid != os.getpid():
+            return
+        try:
+            watch.read_available()
+        except EtcdUnavailable:
+            self._drop()
+
     def changes(self, after: int, limit: int, brief_only: bool = False
                 ) -> tuple[list[JobRecord], int]:
         """Records changed after revision `after`, in revision order; and the next cursor."""

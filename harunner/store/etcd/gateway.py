@@ -289,6 +289,12 @@ class GatewayWatch:
             if readable:
                 self._read_some()
 
+    def read_available(self) -> None:
+        """Move what the socket holds now into this watch's buffer, without blocking: a
+        caller that waits on `fileno()` calls it when the socket is readable, so that the
+        same bytes do not keep it readable (`poll` parses them)."""
+        self._read_some()
+
     def _read_some(self) -> None:
         try:
             data = self.sock.recv(65536)

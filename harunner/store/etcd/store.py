@@ -135,6 +135,10 @@ class EtcdStore:
         loop may wait on it next to its other sockets); None before the first `changes`."""
         return self.feed.fileno()
 
+    def feed_ready(self) -> None:
+        """`feed_fileno()` was readable: take in what arrived (call `changes` next)."""
+        self.feed.pump()
+
     def due_pending(self, now_wall: float, limit: int = DEFAULT_LIMIT) -> list[JobRecord]:
         """PENDING jobs whose `not_before` <= `now_wall`, earliest first, at most `limit`."""
         return self.reads.due(now_wall, limit)
