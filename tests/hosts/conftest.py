@@ -16,45 +16,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "etcd"))
 
-from etcd_cluster import EtcdCluster, find_etcd  # noqa: E402
+from etcd_cluster import EtcdCluster  # noqa: E402
+from etcd_fixtures import etcd_binary, etcd_cluster3, etcd_restartable  # noqa: E402, F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def start_cluster(binary: str, root: Path, size: int) -> EtcdCluster:
-    """Start `size` members, retrying once on fresh ports (a free port may be taken)."""
-    for attempt in range(2):
-        cluster = EtcdCluster(binary, root / f"try{attempt}", size)
-        try:
-            cluster.start()
-            return cluster
-        except (RuntimeError, TimeoutError):
-            cluster.stop()
-            if attempt == 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture(scope="session")
-def etcd_bin() -> str:
-    binary = find_etcd()
-    if binary is None:
-        pytest.skip("etcd not installed: run .ci/install-etcd")
-    return binary
+@pytest.fixture
+def etcd1(etcd_restartable: EtcdCluster) -> EtcdCluster:  # noqa: F811 (a fixture)
+    """A fresh single member for this test (tests/etcd's fixture, under this folder's name)."""
+    return etcd_restartable
 
 
 @pytest.fixture
-def etcd1(etcd_bin: str, tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(etcd_bin, tmp_path / "etcd", 1)
-    yield cluster
-    cluster.stop()
-
-
-@pytest.fixture
-def etcd3(etcd_bin: str, tmp_path: Path) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(etcd_bin, tmp_path / "etcd3", 3)
-    yield cluster
-    cluster.stop()
+def etcd3(etcd_cluster3: EtcdCluster) -> EtcdCluster:  # noqa: F811 (a fixture)
+    """A fresh three-member cluster for this test."""
+    return etcd_cluster3
 
 
 PR_SET_CHILD_SUBREAPER = 36
