@@ -30,14 +30,15 @@ SECONDS = 3.0
 JOBS = 5
 
 
-def _race(children, root: Path, mutant: str) -> tuple[list[tuple], Store, list[str]]:  # noqa: ANN001
+def _race(children, root: Path, mutant: str, seconds: float = SECONDS  # noqa: ANN001
+          ) -> tuple[list[tuple], Store, list[str]]:
     store = Store(root)
     jobs = [r.job_id for r in store.submit_many([Submission("jobs.demo", {})] * JOBS)]
-    started = [children.start("race", root, SECONDS, 100 + n, mutant or "-", *jobs)
+    started = [children.start("race", root, seconds, 100 + n, mutant or "-", *jobs)
                for n in range(RACERS)]
     changes = []
     for child in started:
-        out, err = child.communicate(timeout=SECONDS + 60)
+        out, err = child.communicate(timeout=seconds + 60)
         assert child.returncode == 0, err[-2000:]
         for line in out.splitlines():
             op, job, generation, slot, incarnation, state, start, end = line.split()
@@ -70,7 +71,10 @@ def _violations(changes: list[tuple], store: Store, jobs: list[str]) -> list[str
 
 @pytest.mark.integration
 def test_racing_processes_keep_one_owner_per_generation(children, tmp_path: Path) -> None:  # noqa: ANN001
-    changes, store, jobs = _race(children, tmp_path / "state", "")
+    for seconds in (SECONDS, 3 * SECONDS):  # a loaded machine races fewer changes in 3 s
+        changes, store, jobs = _race(children, tmp_path / f"state-{seconds:g}", "", seconds)
+        if len(changes) >= 100:
+            break
     ops = {change[6] for change in changes}
     assert len(changes) >= 100 and ops >= {"assign", "take", "finish", "claim"}, (len(changes),
                                                                                ops)
