@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from harunner.config import etcd_endpoints
 from harunner.errors import ConfigError
 from harunner.store.contract import JobStore
 
@@ -41,13 +42,10 @@ def parse_backend(value: str) -> Backend:
            'e.g. "etcd://127.0.0.1:2379"')
     if not text.startswith(ETCD_SCHEME):
         raise ConfigError(f"backend {value!r}: unknown backend; {fix}")
-    endpoints = []
-    for member in text[len(ETCD_SCHEME):].split(","):
-        host, _, port = member.strip().rpartition(":")
-        if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"backend {value!r}: {member.strip() or 'an empty member'!r} is "
-                              f"not HOST:PORT; {fix}")
-        endpoints.append(f"http://{host}:{int(port)}")
+    try:
+        endpoints = etcd_endpoints(text)  # the one parser of the form, in the config's floor
+    except ValueError as error:
+        raise ConfigError(f"backend {value!r}: the value {error}; {fix}") from None
     return Backend("etcd", tuple(endpoints))
 
 
