@@ -129,7 +129,7 @@ class Runner:
         if self.link.inbound in ready:
             for frame in self.link.drain():
                 self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
-        if self.doorbell.fileno() in ready and self.doorbell.drain():
+        if self.doorbell.fileno() in ready and self.doorbell.drain(now):
             self.feed.ring()
             self.scheduler.poke()
         deadline = self.executor.next_deadline()
@@ -165,8 +165,8 @@ class Runner:
                                           and self.scheduler.due_in(now) <= 0):
             return 0.0
         due = [self.next_beat]
-        for deadline in (self.executor.next_deadline(), self.retry_at,
-                         self.executor.release_due(), self.cron.deadline):
+        for deadline in (self.executor.next_deadline(), self.retry_at, self.cron.deadline,
+                         self.executor.release_due(), self.doorbell.deadline(now)):
             if deadline is not None:
                 due.append(deadline)
         return max(0.0, min(due) - now)
@@ -213,8 +213,7 @@ class Runner:
         (not the bus: read every turn); what is ready, level-triggered."""
         poller = zmq.Poller()
         poller.register(self.link.inbound, zmq.POLLIN)
-        poller.register(self.doorbell.fileno(), zmq.POLLIN)
-        for fd in [*workers, *self.peers.fds()]:
+        for fd in [*workers, *self.peers.fds(), *self.doorbell.fds(time.monotonic())]:
             poller.register(fd, zmq.POLLIN)
         wait = int(timeout * 1000) + 1 if timeout > 0 else 0  # rounded up: never early
         return {source for source, _ in poller.poll(wait)}

@@ -24,6 +24,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 MAX_DRAIN = 64  # datagrams read per turn; the rest wait (each is only "look again")
+# After a drain the socket is not waited on for this long: the rings of a stream of
+# submissions are taken together, one look and one claim per window, not one per job.
+RING_QUIET = 0.005
 DATAGRAM = b"w"
 
 
@@ -38,12 +41,22 @@ class WakeSocket:
         self.socket.setblocking(False)
         self.socket.bind(str(self.path))
         os.chmod(self.path, 0o600)
+        self.quiet_until = 0.0
+
+    def fds(self, now: float) -> list[int]:
+        """The socket to wait on: none while quiet (its datagrams wait for the window's end)."""
+        return [] if now < self.quiet_until else [self.socket.fileno()]
+
+    def deadline(self, now: float) -> float | None:
+        """When a quiet window ends, if one is open: the loop looks at the socket then."""
+        return self.quiet_until if now < self.quiet_until else None
 
     def fileno(self) -> int:
         return self.socket.fileno()
 
-    def drain(self, limit: int = MAX_DRAIN) -> int:
-        """Read up to `limit` waiting datagrams without blocking; how many there were."""
+    def drain(self, now: float, limit: int = MAX_DRAIN, quiet: float = RING_QUIET) -> int:
+        """Read up to `limit` waiting datagrams without blocking; how many there were. If
+        any, the socket is quiet for `quiet` seconds from `now` (see `fds`)."""
         count = 0
         for _ in range(limit):
             try:
@@ -51,6 +64,8 @@ class WakeSocket:
             except (BlockingIOError, InterruptedError):
                 break
             count += 1
+        if count:
+            self.quiet_until = now + quiet
         return count
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 from pathlib import Path
 
-from harunner.store.wakeup import MAX_DRAIN, WakeSocket, wake
+from harunner.store.wakeup import MAX_DRAIN, RING_QUIET, WakeSocket, wake
 
 
 def test_a_wake_reaches_a_listening_socket_and_makes_it_readable(tmp_path: Path) -> None:
@@ -14,8 +14,8 @@ def test_a_wake_reaches_a_listening_socket_and_makes_it_readable(tmp_path: Path)
         assert select.select([listener], [], [], 0)[0] == []
         assert wake([tmp_path / "wake-0.sock"]) == 1
         assert select.select([listener], [], [], 1.0)[0] == [listener]
-        assert listener.drain() == 1
-        assert listener.drain() == 0
+        assert listener.drain(0.0) == 1
+        assert listener.drain(0.0) == 0
     finally:
         listener.close()
     assert not (tmp_path / "wake-0.sock").exists()
@@ -32,8 +32,8 @@ def test_a_flood_is_read_in_bounded_turns(tmp_path: Path) -> None:
     try:
         sent = sum(wake([listener.path]) for _ in range(MAX_DRAIN * 3))
         assert sent > 0  # the kernel bounds the queue (net.unix.max_dgram_qlen); the rest fail
-        assert listener.drain(limit=2) == min(sent, 2)
-        assert listener.drain() == min(sent - 2, MAX_DRAIN)
+        assert listener.drain(0.0, limit=2) == min(sent, 2)
+        assert listener.drain(0.0) == min(sent - 2, MAX_DRAIN)
     finally:
         listener.close()
 
@@ -44,6 +44,30 @@ def test_binding_replaces_a_stale_socket_file(tmp_path: Path) -> None:
     first.socket.close()  # died without cleaning up: the file stays
     second = WakeSocket(path)
     try:
-        assert wake([path]) == 1 and second.drain() == 1
+        assert wake([path]) == 1 and second.drain(0.0) == 1
     finally:
         second.close()
+
+
+def test_after_a_ring_the_socket_is_quiet_for_a_window_and_keeps_what_came(
+        tmp_path: Path) -> None:
+    """A stream of rings is taken in windows: during one the socket is not waited on
+    (its deadline says when to look again), and the datagrams that came meanwhile are
+    read when it ends, so a ring is delayed at most RING_QUIET, never lost."""
+    listener = WakeSocket(tmp_path / "wake-0.sock")
+    try:
+        assert listener.fds(10.0) == [listener.fileno()] and listener.deadline(10.0) is None
+        assert listener.drain(10.0) == 0
+        assert listener.fds(10.0) == [listener.fileno()]  # nothing read: no window
+        wake([listener.path])
+        assert listener.drain(10.0) == 1
+        assert listener.fds(10.0) == [] and listener.deadline(10.0) == 10.0 + RING_QUIET
+        wake([listener.path])
+        wake([listener.path])
+        end = 10.0 + RING_QUIET
+        assert listener.fds(end - 0.001) == []
+        assert listener.fds(end) == [listener.fileno()] and listener.deadline(end) is None
+        assert select.select([listener], [], [], 1.0)[0] == [listener]
+        assert listener.drain(end) == 2
+    finally:
+        listener.close()
