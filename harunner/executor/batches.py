@@ -47,8 +47,8 @@ class GroupCommit:
             return
         self._in_flight = pending
         self.claiming = claim.room if claim is not None else 0
-        self.recorder.submit([Outcome(f.job_id, f.generation, f.result, f.error, f.retry_at)
-                              for _, f in pending], claim)
+        self.recorder.submit([Outcome(f.job_id, f.generation, f.result, f.error, f.retry_at,
+                                      held=item.record) for item, f in pending], claim)
 
     def returned(self, wait: float | None = 0.0
                  ) -> list[tuple[Ended, JobRecord | StoreError]] | None:

@@ -7,7 +7,10 @@ all jobs and none costs more as finished jobs pile up.
 Invariants:
 - `transition` reads each row and writes its successor inside one write
   transaction; the `UPDATE` still compares job id, generation and state, so
-  the statement itself is the fence. A refused item is reported, never
+  the statement itself is the fence. An outcome that carries the record its
+  owner holds (`Outcome.held`, RUNNING at the outcome's generation) is written
+  without the read: a row is RUNNING at one generation exactly once, and a
+  row that moved on fails the compare and is then read as usual. A refused item is reported, never
   written; the applied ones commit together with one fsync.
 - Every written row gets the next change number of its transaction
   (`Writer.next_seq`), so `changes` returns each mutation once, in order.
@@ -191,6 +194,10 @@ class JobTable:
         for item in items:
             job_id = job_of(item)
             try:
+                new = self._from_held(writer, item, job_id, change)
+                if new is not None:  # the owner's record, written without reading the row
+                    applied.append(new)
+                    continue
                 old = self.fetch_in(writer, job_id)
                 if old is None:
                     raise UnknownJobError(f"no job with id {job_id}; `harunner status` "
@@ -206,11 +213,29 @@ class JobTable:
 
     def write(self, writer: Writer, old: JobRecord, new: JobRecord) -> None:
         """Replace `old` by `new`, fenced on `old`'s generation and state."""
-        done = writer.execute(rows.UPDATE, rows.update_parameters(new, old, writer.next_seq()))
-        if done.rowcount != 1:
+        if not self._wrote(writer, old, new):
             raise StoreError(f"job {old.job_id}: the record changed inside a write "
                              "transaction; this is a bug, please report it")
+
+    def _wrote(self, writer: Writer, old: JobRecord, new: JobRecord) -> bool:
+        """Replace `old` by `new` if the row is still at `old`'s generation and state."""
+        done = writer.execute(rows.UPDATE, rows.update_parameters(new, old, writer.next_seq()))
+        if done.rowcount != 1:
+            writer.sequence -= 1
+            return False
         failpoint("store.db.batch_item")
+        return True
+
+    def _from_held(self, writer: Writer, item: Any, job_id: str,
+                   change: Callable[[JobRecord, Any], JobRecord]) -> JobRecord | None:
+        """The new record if `item` carries the RUNNING record its owner holds at its
+        generation and the row is still that (the UPDATE compares); None: read the row."""
+        held = getattr(item, "held", None)
+        if (held is None or held.job_id != job_id or held.state is not JobState.RUNNING
+                or held.generation != getattr(item, "generation", None)):
+            return None
+        new = change(held, item)
+        return new if self._wrote(writer, held, new) else None
 
     def delete(self, writer: Writer, job_ids: list[str], older_than_wall: float) -> int:
         """Delete those of `job_ids` that are still finished and older than the bound."""
@@ -220,3 +245,4 @@ class JobTable:
                                   "updated_at<?", (job_id, *FINISHED, older_than_wall))
             count += done.rowcount
         return count
+

@@ -10,7 +10,7 @@ Batches and single calls share these functions, so they cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harunner.errors import JobArgumentError, StaleTransitionError
@@ -65,6 +65,11 @@ class Outcome:
     result: Any = None
     error: str | None = None
     retry_at: float | None = None
+    # The record the owner holds (RUNNING at `generation`, as its claim or take-over wrote
+    # it): the local store then writes without reading the row first. Safe because a row
+    # is RUNNING at a given generation exactly once (every transition changes the state or
+    # the generation), and the UPDATE still compares both; a miss reads the row.
+    held: JobRecord | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,32 @@ class ClaimOutsideStore(Store):
         return finished, won
 
 
+class HeldUnfencedStore(Store):
+    """Deliberately broken: a finish that carries its owner's record (`Outcome.held`)
+    writes the change computed from it without comparing the row's generation and state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._table._from_held = self._unfenced_from_held  # type: ignore[method-assign]
+
+    @staticmethod
+    def _unfenced_from_held(writer: Any, item: Any, job_id: str, change: Any) -> Any:
+        held = getattr(item, "held", None)
+        if held is None or held.job_id != job_id or held.state is not JobState.RUNNING:
+            return None
+        new = change(held, item)
+        owner = new.owner or Owner(None, None)  # type: ignore[arg-type]
+        writer.execute("UPDATE jobs SET generation=?, state=?, owner_slot=?, "
+                       "owner_incarnation=?, seq=? WHERE job_id=?",
+                       (new.generation, new.state.value, owner.slot, owner.incarnation,
+                        writer.next_seq(), job_id))
+        return new
+
+
 MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
                                    "no_lock": NoLockStore, "unfenced": UnfencedStore,
-                                   "claim_outside": ClaimOutsideStore}
+                                   "claim_outside": ClaimOutsideStore,
+                                   "held_unfenced": HeldUnfencedStore}
 
 
 def sweep(root: str, job: str, generation: str, count: str) -> None:
@@ -214,8 +237,11 @@ def _race_step(store: Store, rng: random.Random, me: Owner, seen: dict[str, Any]
         done = store.take_over_many([TakeOver(j, r.generation + rng.randint(1, 2), me)
                                      for j, r in seen.items()])[0]
     elif op == "finish":
-        done = store.finish_many([Outcome(j, r.generation, error="x", retry_at=0.0)
-                                  if rng.random() < 0.7 else Outcome(j, r.generation, result=1)
+        held = rng.random() < 0.5  # as the runners finish: with the record they hold
+        done = store.finish_many([Outcome(j, r.generation, error="x", retry_at=0.0,
+                                          held=r if held else None)
+                                  if rng.random() < 0.7 else
+                                  Outcome(j, r.generation, result=1, held=r if held else None)
                                   for j, r in seen.items()], lock_wait=0.01)
     else:
         done = []

@@ -2,7 +2,7 @@
 
 Catches: a batch that raises (instead of skipping) on one stale item, applies a stale item,
 waits on a busy lock in `take_over_many`, finishes a job without its lock or below its
-generation; a retry that keeps the old generation (a stale worker would not be fenced); a
+generation, or writes a finish from a stale held record; a retry that keeps the old generation (a stale worker would not be fenced); a
 prune that leaves a finished job's files or touches an unfinished job; a connection shared
 across threads or inherited through fork.
 """
@@ -112,6 +112,26 @@ def test_finish_many_is_fenced_per_job(store: Store) -> None:
     assert store.get(ids[1]).state is JobState.RUNNING
     with pytest.raises(FencedError):
         store.write_checkpoint(ids[1], 1, {})
+
+
+def test_a_finish_with_the_held_record_is_written_and_a_stale_one_refused(store: Store
+                                                                         ) -> None:
+    """The runners send the record they hold (`Outcome.held`): it is written without a read
+    while the row is still that record, and refused like any stale finish once it moved on
+    (taken over, or given back and claimed again), leaving the newer row as it was."""
+    ids = _running(store, 3)
+    held = {job: store.get(job) for job in ids}
+    store.take_over(ids[1], 2, B)
+    store.release_many([Release(ids[2], 1, A)])
+    store.assign_many([Assignment(ids[2], B, 1)])
+    moved = {job: store.get(job) for job in ids[1:]}
+    done = store.finish_many([Outcome(job, 1, result=n, held=held[job])
+                              for n, job in enumerate(ids)])
+    assert [(r.job_id, r.state, r.result) for r in done] == [(ids[0], JobState.SUCCEEDED, 0)]
+    assert store.get(ids[0]).history[:-1] == held[ids[0]].history
+    assert {job: store.get(job) for job in ids[1:]} == moved
+    with pytest.raises(FencedError):
+        store.finish(ids[1], 1, result=1)
 
 
 def test_finish_many_leaves_out_a_job_whose_lock_is_busy(store: Store, children) -> None:  # noqa: ANN001

@@ -14,7 +14,10 @@ and end. The invariants:
 Catches (seen failing): `UnfencedStore` in store_child.py, which computes each change from a
 read outside the write transaction and writes it without the compare-and-set, and
 `ClaimOutsideStore`, whose claim (`Store.settle` with a `Claim`, as the runners make it)
-reads the due jobs before its transaction and writes them without the compare-and-set.
+reads the due jobs before its transaction and writes them without the compare-and-set,
+and `HeldUnfencedStore`, which writes a finish computed from the record its owner holds
+(`Outcome.held`, as the runners send it; half the racers' finishes carry one, often stale)
+without the compare-and-set.
 """
 
 from __future__ import annotations
@@ -104,3 +107,10 @@ def test_a_store_without_compare_and_set_is_caught(children, tmp_path: Path) -> 
 def test_a_claim_read_outside_its_transaction_is_caught(children, tmp_path: Path) -> None:  # noqa: ANN001
     assert _caught(children, tmp_path, "claim_outside"), \
         "the claim outside its transaction went unnoticed"
+
+
+@pytest.mark.integration
+def test_a_finish_from_the_held_record_without_compare_and_set_is_caught(children,  # noqa: ANN001
+                                                                         tmp_path: Path) -> None:
+    assert _caught(children, tmp_path, "held_unfenced"), \
+        "the finish from a held record without compare-and-set went unnoticed"
