@@ -66,7 +66,7 @@ class Runner:
         self.cluster = meta.cluster_id(self.layout)
         self.rng = make_rng(config.seed, slot, self.incarnation)
         self.store = open_store(config, lock_timeout=LOOP_LOCK_TIMEOUT, busy_timeout=STORE_BUSY)
-        self.events = EventLog(self.layout.events, f"runner-{slot}")
+        self.events = EventLog(self.layout.events, f"runner-{slot}", buffered=True)
         self.stopping = False
         self._open_sockets()
         self.executor = Executor(config.state_path, config.jobs, config.lock_timeout_ms / 1000,
@@ -157,6 +157,7 @@ class Runner:
             compact(self.consensus, self.store, now, self.rng)
         self.cron.tick(now, time.time(), self.primary_generation > 0)  # fire periodic jobs
         self._claim(now)
+        self.events.flush()  # the turn's events in one write
 
     def _timeout(self, now: float) -> float:
         """How long the loop may wait: until the next beat or deadline. The periodic looks

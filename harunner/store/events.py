@@ -1,8 +1,9 @@
 """A per-cluster event log (JSON lines) for the timeline of a failover.
 
 Wall-clock timestamps here are for people reading a timeline across processes,
-never for timeouts (those use the monotonic clock). Writes are appends of one
-line with O_APPEND, so concurrent runners do not interleave within a line.
+never for timeouts (those use the monotonic clock). Writes are appends of whole
+lines with O_APPEND (one line, or a runner's turn of lines), so concurrent
+writers do not interleave within a line.
 """
 
 from __future__ import annotations
@@ -14,26 +15,45 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+FLUSH_LINES = 256  # a buffered log writes at least this often, whatever its owner does
+
 
 class EventLog:
-    def __init__(self, path: Path, source: str) -> None:
+    """Appends to the event log of `path` as `source`. `buffered`: lines wait in memory
+    until `flush` (a runner flushes once per loop turn: one write per turn, not one per
+    event; a SIGKILL loses at most that turn's lines, which the log may: it is for people)."""
+
+    def __init__(self, path: Path, source: str, buffered: bool = False) -> None:
         self.path = path
         self.source = source
+        self.buffered = buffered
         self._fd: int | None = None
+        self._pending: list[str] = []
 
     def emit(self, event: str, **fields: Any) -> None:
         """Append one event line; never raises (the log is for people, not for safety)."""
         line = json.dumps({"t": time.time(), "src": self.source, "event": event, **fields},
                           default=str)
+        self._pending.append(line)
+        if not self.buffered or len(self._pending) >= FLUSH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the lines that wait, in one append."""
+        if not self._pending:
+            return
+        data = ("\n".join(self._pending) + "\n").encode()
+        self._pending = []
         try:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            os.write(self._fd, (line + "\n").encode())
+            os.write(self._fd, data)
         except OSError:
             pass
 
     def close(self) -> None:
+        self.flush()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
