@@ -19,8 +19,10 @@ as harunner has in all (slots x concurrency).
                                      [--peer-workers 1|equal] [--backlog]
 
 `--backlog` also runs harunner with 10x the jobs, to show jobs/s is flat
-with the backlog. Prints per-run figures, then medians, p99 of submit latency,
-the ratios, and the load average at the start and end.
+with the backlog. Each harunner run also reports its runners' largest peak RSS
+(VmHWM), the memory goal being <= 100 MB with 10,000 jobs pending. Prints
+per-run figures, then medians, p99 of submit latency, the ratios, and the load
+average at the start and end.
 """
 
 from __future__ import annotations
@@ -53,6 +55,27 @@ UNFINISHED = {JobState.PENDING, JobState.RUNNING}
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def runner_peak_rss_mb(supervisor: int) -> float:
+    """The largest peak RSS (VmHWM, MB) among the supervisor's runner processes."""
+    peak = 0.0
+    for task in Path(f"/proc/{supervisor}/task").glob("*"):
+        try:
+            pids = [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                if b"spawn_main" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+    return peak
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -116,6 +139,7 @@ def run_harunner(n: int, mode: str, extra: str, timeout: float) -> dict[str, Any
         elapsed = time.perf_counter() - started
         failed = len(run.store.list_jobs({JobState.FAILED, JobState.CANCELLED}))
         return {"jobs_per_s": n / elapsed, "latencies": latencies, "failed": failed,
+                "runner_rss_mb": runner_peak_rss_mb(run.process.pid),
                 "workers": run.cfg.slots * (run.cfg.concurrency or os.cpu_count() or 1)}
     finally:
         run.close()
@@ -162,7 +186,9 @@ def summary(name: str, runs: list[dict[str, Any]]) -> float:
     print(f"  {name:<28} jobs/s median {median:8.1f}  (runs: "
           f"{', '.join(f'{x:.1f}' for x in rates)}); submit call p50 "
           f"{percentile(latencies, 0.5):.2f} ms p99 {percentile(latencies, 0.99):.2f} ms; "
-          f"failed {sum(r['failed'] for r in runs)}")
+          f"failed {sum(r['failed'] for r in runs)}"
+          + (f"; runner peak RSS {max(r['runner_rss_mb'] for r in runs):.0f} MB"
+             if "runner_rss_mb" in runs[0] else ""))
     return median
 
 
