@@ -43,7 +43,7 @@ from harunner.store import JobRecord, Owner, meta
 from harunner.store.backends import open_store
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
-from harunner.store.wakeup import WakeSocket, wake
+from harunner.store.wakeup import RING_QUIET, RING_QUIET_STANDBY, WakeSocket, wake
 
 log = logging.getLogger("harunner.runner")
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
@@ -129,7 +129,8 @@ class Runner:
         if self.link.inbound in ready:
             for frame in self.link.drain():
                 self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
-        if self.doorbell.fileno() in ready and self.doorbell.drain(now):
+        if self.doorbell.fileno() in ready and self.doorbell.drain(
+                now, quiet=RING_QUIET if self.primary_generation else RING_QUIET_STANDBY):
             self.feed.ring()
             self.scheduler.poke()
         deadline = self.executor.next_deadline()
@@ -174,8 +175,7 @@ class Runner:
 
     def _claim(self, now: float) -> None:
         """Ask for due jobs for this runner's workers and the queue ahead of them."""
-        claim = self.scheduler.request(now, time.time(), self.executor.room())
-        if claim is not None:
+        if (claim := self.scheduler.request(now, time.time(), self.executor.room())) is not None:
             self.executor.want(claim)  # sent with the executor's next commit
 
     def _start_claimed(self, now: float) -> None:

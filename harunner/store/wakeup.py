@@ -27,6 +27,9 @@ MAX_DRAIN = 64  # datagrams read per turn; the rest wait (each is only "look aga
 # After a drain the socket is not waited on for this long: the rings of a stream of
 # submissions are taken together, one look and one claim per window, not one per job.
 RING_QUIET = 0.005
+# A standby waits longer: a trickle of submissions goes to the primary, whose claims and
+# finishes then batch; a standby joins in once the primary leaves jobs waiting.
+RING_QUIET_STANDBY = 0.02
 DATAGRAM = b"w"
 
 
