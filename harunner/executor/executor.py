@@ -40,7 +40,7 @@ from pathlib import Path
 
 from harunner.config import store_config
 from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
-from harunner.executor import descendants, outcomes
+from harunner.executor import descendants, outcomes, spool
 from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.batches import GroupCommit
 from harunner.executor.exits import WorkerExit, label
@@ -263,7 +263,10 @@ class Executor:
             self._queue.remove(job_id)
         if job_id not in self._pool.busy:
             return WorkerExit(job_id, generation, None, "killed")
-        return WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
+        pid = self._pool.busy[job_id].pid
+        killed = WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
+        spool.adopt(self._store.layout, pid, job_id)  # what the attempt wrote, into its log
+        return killed
 
     def shutdown(self) -> list[WorkerExit]:
         """Record the attempts that ended, then kill every job's worker and every idle
@@ -330,11 +333,12 @@ class Executor:
         return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
     def _collect_deaths(self) -> list[Ended]:
-        ended = []
+        ended, pids = [], {job_id: proc.pid for job_id, proc in self._pool.busy.items()}
         for job_id, death in self._pool.deaths():
             if isinstance(death, Outcome):
                 ended.append(self._ended(job_id, death))
                 continue
+            spool.adopt(self._store.layout, pids[job_id], job_id)  # before log_infra's line
             job = self._jobs[job_id]
             ended.append(outcomes.from_death(job.record, death, job.terminated_at is not None,
                                              job.kills))
