@@ -58,8 +58,9 @@ class Spool:
         self.path = layout.spool(os.getpid())
         self.lock = threading.Lock()
         self._wake = threading.Condition(self.lock)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(layout.spools, 0o700)
+        for folder in (layout.run, layout.spools):  # run/ is made by the store, if not yet
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(folder, 0o700)
         sweep(layout, self.path)
         self.fd = _open_spool(self.path)
         self.broken: str | None = None  # why the spool is no longer used (fd -1)
