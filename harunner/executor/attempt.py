@@ -62,7 +62,8 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.executor.descendants import kill_own_descendants
-from harunner.executor.spool import AttemptLog, Spool, forget_logger, open_log
+from harunner.executor.joblog import AttemptLog, forget_logger, open_log
+from harunner.executor.spool import Spool
 from harunner.store import Checkpoint, JobRecord, JobState, JobStore, Store, job_files
 from harunner.store.etcd.gateway import EtcdError, EtcdUnavailable
 from harunner.store.events import EventLog
@@ -182,8 +183,8 @@ def _call(store: JobStore, record: Any, checkpoint: Any, log: AttemptLog,
         spec = _find(entries, record.name)
         context = Context(store, record, checkpoint, logger,
                           max_checkpoint_bytes=_checkpoint_limit())
-        log.header("attempt %d of %s starts%s", record.attempts, record.name,
-                   f" from checkpoint {checkpoint.seq}" if checkpoint else "")
+        log.header(f"attempt {record.attempts} of {record.name} starts"
+                   + (f" from checkpoint {checkpoint.seq}" if checkpoint else ""))
         result = spec.function(context, **record.args)
     except FencedError:
         return _fenced(logger, assignment)

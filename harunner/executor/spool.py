@@ -3,10 +3,10 @@
 A job's folder and log are created only when an attempt writes something,
 fails, or runs for longer than SPOOL_AFTER. Each worker has one spool file,
 `layout.spool(pid)` (folder and file 0700/0600, locked with flock for the
-worker's life). `open_log` starts an attempt's log:
+worker's life). `joblog.open_log` starts an attempt's log:
 - the job's log exists: fds 1 and 2 and the job's logger go to it, as before;
 - it does not: they go to the spool, which is empty at that moment.
-`AttemptLog.end` (after `Baseline.restore` killed every descendant and put
+`joblog.AttemptLog.end` (after `Baseline.restore` killed every descendant and put
 fds 1 and 2 back) settles a spooled attempt: a success that wrote nothing
 beyond the "attempt N starts" line truncates the spool (no folder, no log,
 no "returned" line); anything else is materialized: the job's folder is made,
@@ -39,10 +39,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
-from harunner.api import job_logger
-from harunner.store import JobStore
 from harunner.store.layout import Layout
 
 SPOOL_AFTER = 0.25  # seconds: a longer attempt gets its log while it runs
@@ -67,7 +64,7 @@ class Spool:
         self.job_id: str | None = None  # the attempt now spooled, if any
         self.logger_fd = -1  # the job logger's own descriptor (a dup of the spool's)
         self.started = 0.0
-        self.header_end = -1  # spool size after the header; -1: more than a header
+        self.header_end = -1  # the spool's size once the header is written (set by joblog)
         self._timer_may_link = True
         self._timer_idle = False
         _thread.start_new_thread(self._timer, ())  # bare: threading.Thread would wait for it
@@ -92,15 +89,6 @@ class Spool:
                         self.broken)
             self.broken = ""
         return self.fd >= 0
-
-    def header(self, write: Any) -> None:
-        """Call `write()` (the "attempt N starts" line) and remember where it ended."""
-        with self.lock:
-            before = os.fstat(self.fd).st_size if self.job_id else -1
-        write()
-        with self.lock:
-            if self.job_id and before == 0:
-                self.header_end = os.fstat(self.fd).st_size
 
     def settle(self, succeeded: bool) -> bool:
         """End the spooled attempt (fds 1 and 2 restored, descendants dead). True if the job's
@@ -272,57 +260,3 @@ def copy_all(source: int, target: int) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(target, view):]
-
-
-class AttemptLog:
-    """One attempt's log: the job's logger, and the spool if the attempt is spooled."""
-
-    def __init__(self, logger: logging.Logger, spool: Spool | None, attempt: int) -> None:
-        self.logger = logger
-        self.spool = spool
-        self.attempt = attempt
-
-    def header(self, message: str, *args: object) -> None:
-        """The "attempt N starts" line (INFO); a spooled attempt remembers where it ended."""
-        if self.spool is None:
-            self.logger.info(message, *args)
-        else:
-            self.spool.header(lambda: self.logger.info(message, *args))
-
-    def end(self, succeeded: bool) -> None:
-        """After `Baseline.restore`: settle the spool, write "attempt N returned" where the
-        attempt's log is, and drop the job's logger."""
-        try:
-            if self.spool is None or self.spool.settle(succeeded):
-                if succeeded:
-                    self.logger.info("attempt %d returned", self.attempt)
-        finally:
-            forget_logger(self.logger)
-
-
-def open_log(store: JobStore, record: Any, spool: Spool | None) -> AttemptLog:
-    """The attempt's log: the job's log if it exists (or there is no spool), else the spool."""
-    path = store.layout.job_log(record.job_id)
-    try:
-        fd = os.open(path, LOG_FLAGS)
-    except FileNotFoundError:
-        if spool is not None and spool.usable():
-            stream = open(spool.begin(record.job_id), "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-            return AttemptLog(job_logger(store, record, stream), spool, record.attempts)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, LOG_FLAGS | os.O_CREAT, 0o600)
-    os.dup2(fd, 1, inheritable=True)
-    os.dup2(fd, 2, inheritable=True)
-    stream = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-    return AttemptLog(job_logger(store, record, stream), None, record.attempts)
-
-
-def forget_logger(logger: logging.Logger | None) -> None:
-    """Close the job logger's handlers and drop it, so loggers do not pile up per job."""
-    if logger is None:
-        return
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        with contextlib.suppress(Exception):
-            handler.close()
-    logging.Logger.manager.loggerDict.pop(logger.name, None)
