@@ -1,10 +1,12 @@
 """One attempt of one job inside a worker, and the clean-up that lets the worker run the next.
 
-`run_attempt(store, assignment, entries)` checks that the record is RUNNING
-at the assignment's generation, reads the last checkpoint, calls the job with
-its `Context`, and returns an `Outcome` for the executor to record. It never
-finishes the job itself: the executor records outcomes in batches. The job's
-own writes (checkpoints, progress) stay fenced writes through its Context.
+`run_attempt(store, assignment, entries, spool)` checks that the record is
+RUNNING at the assignment's generation, reads the last checkpoint, calls the
+job with its `Context`, and returns an `Outcome` for the executor to record.
+It never finishes the job itself: the executor records outcomes in batches.
+The job's own writes (checkpoints, progress) stay fenced writes through its
+Context. Its output goes to the job's log if there is one, else to the
+worker's spool (`joblog`, `spool`): a quiet success leaves no job folder.
 
 What is reset after every attempt (`Baseline.restore`), so that the next job
 finds the worker as the previous one found it:
@@ -12,7 +14,8 @@ finds the worker as the previous one found it:
   is a child subreaper), is killed and reaped before the outcome is sent;
 - file descriptors 1 and 2 (the job's log redirection), `sys.stdout` and
   `sys.stderr`, the job's logger (handlers closed, logger forgotten), the
-  root logger's handlers and level;
+  root logger's handlers and level (the logger is closed by `AttemptLog.end`,
+  after the spool is settled);
 - the working directory, `os.environ`, the umask, `sys.path`, signal
   handlers and the signal mask.
 What is not reset: imported modules and their globals, open files the job did

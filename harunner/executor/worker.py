@@ -13,7 +13,11 @@ The executor starts `serve(setup, connection, max_jobs)` in a fresh process
    disarmed once the thread watches, because it would kill the worker alone
    and leave the job's children behind. A job holding the GIL in C code for
    good would stall the thread: a known limit;
-3. blocks on the pipe for an `Assignment` (job id, generation), runs it with
+3. opens its spool (`harunner.executor.spool`: one file, where the output of
+   an attempt without a job log goes, and a thread that gives an attempt its
+   log after SPOOL_AFTER), before any attempt, so the thread is part of the
+   baseline; a spool that cannot be made means job logs are written directly;
+4. blocks on the pipe for an `Assignment` (job id, generation), runs it with
    `harunner.executor.attempt.run_attempt` (which checks the record, reads the
    checkpoint, calls the job, and cleans up after it), and sends the
    `Outcome` back; the executor records it. Then it blocks again.
@@ -24,8 +28,9 @@ watchdog in select() on the pidfd; neither wakes up on a timer.
 Invariants: a fenced worker writes nothing more to the store; every
 descendant of an attempt is dead before its outcome is sent; nothing is
 imported or started at import time. The worker exits 0 when the pipe closes
-or after `max_jobs` attempts, EXIT_ORPHANED when the runner is gone; any other
-end is a crash, which the executor classifies.
+or after `max_jobs` attempts, EXIT_ORPHANED when the runner is gone (both remove
+its spool, moving a running attempt's output into the job's log first); any
+other end is a crash, which the executor classifies (and `spool.adopt`s).
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
-from executor_harness import Harness
+from executor_harness import HERE, TEST_JOBS, Harness, alive, wait_for
 
 from harunner.api.client import Client
 from harunner.cli import inspect
@@ -109,8 +111,34 @@ def test_a_cancelled_attempt_keeps_what_it_wrote(harness):
     harness.pids(str(harness.pid_files[-1]))
     assert harness.executor.kill(record.job_id) is not None
     in_order(harness.store.layout.job_log(record.job_id).read_text(),
-             f"attempt 1 of {NAME}.say_and_sleep starts\n", "said before the cancel\n")
+             f"attempt 1 of {NAME}.say_and_sleep starts\n", "said before the end\n")
     spools_are_empty(harness.store.layout)
+
+
+def test_a_worker_whose_runner_dies_puts_what_it_wrote_into_the_log(tmp_path):
+    harness = Harness(tmp_path)
+    pid_file = harness.pid_file()
+    record = harness.submit(f"{NAME}.say_and_sleep", {"pid_file": pid_file})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(HERE.parent.parent), os.environ.get("PYTHONPATH")]))}
+    runner = subprocess.Popen(
+        [sys.executable, str(HERE / "runner_for_tests.py"), str(tmp_path / "state"), TEST_JOBS,
+         record.job_id, "forkserver", "pool"], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert runner.stdout.readline().startswith("worker ")
+        worker_pid = harness.pids(pid_file)[0]
+        runner.kill()  # its workers' watchdogs see it go
+        runner.wait(5)
+        wait_for(lambda: not alive(worker_pid), 5.0, 0.005)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(5)
+        runner.stdout.close()
+        harness.close()
+    in_order(harness.store.layout.job_log(record.job_id).read_text(),
+             f"attempt 1 of {NAME}.say_and_sleep starts\n", "said before the end\n")
+    assert not harness.store.layout.spool(worker_pid).exists()
 
 
 def test_without_a_spool_folder_the_worker_writes_job_logs_directly(tmp_path):

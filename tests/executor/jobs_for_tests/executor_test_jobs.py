@@ -267,7 +267,8 @@ def talk_long(ctx, state: str, pid_file: str):
 
 @job
 def say_and_sleep(ctx, pid_file: str):
-    """Print one line, then sleep until killed (a cancel within the spool's delay)."""
-    print("said before the cancel", flush=True)
+    """Print one line, then sleep until killed (a cancel or a dead runner within the spool's
+    delay)."""
+    print("said before the end", flush=True)
     _write_pids(pid_file, os.getpid())
     time.sleep(1000)
