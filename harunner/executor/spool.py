@@ -109,7 +109,7 @@ class Spool:
                     os.ftruncate(self.fd, 0)
                 return False
             finally:
-                self.job_id = None
+                self.job_id, self.logger_fd = None, -1
 
     def close(self) -> None:
         """The worker exits: put a spooled attempt into its log, remove the spool's name."""
@@ -128,17 +128,17 @@ class Spool:
 
     def _materialize(self, copy: bool) -> bool:
         """Make the spool the job's log (or, `copy`, append it to a log that exists), and
-        open a fresh spool. False if the log exists and not `copy` (left spooled)."""
+        open a fresh spool. Without `copy`, False if it cannot be linked (left spooled)."""
         assert self.job_id is not None
         target = self.layout.job_log(self.job_id)
         with contextlib.suppress(FileExistsError):
             os.mkdir(target.parent, 0o700)
         try:
             os.link(self.path, target)
-        except FileExistsError:
+        except OSError as error:  # the log exists, or this file system has no hard links
             if not copy:
-                return False
-            if not os.path.samefile(self.path, target):
+                return False  # the end of the attempt copies it, once every writer is gone
+            if not (isinstance(error, FileExistsError) and os.path.samefile(self.path, target)):
                 self._append_to(target)
         os.unlink(self.path)
         os.close(self.fd)
@@ -152,7 +152,7 @@ class Spool:
 
     def _append_to(self, target: os.PathLike[str]) -> None:
         """Copy the spool to the end of the job's log; the logger writes there from now on."""
-        fd = os.open(target, LOG_FLAGS)
+        fd = os.open(target, LOG_FLAGS | os.O_CREAT, 0o600)
         try:
             copy_all(self.fd, fd)
             if self.logger_fd >= 0:

@@ -105,6 +105,15 @@ def test_a_long_attempt_has_its_log_while_it_runs_and_its_child_writes_into_it(h
     assert harness.store.get(record.job_id).state is JobState.SUCCEEDED
 
 
+def test_a_log_that_appears_during_a_spooled_attempt_gets_the_spool_appended(harness):
+    record = harness.submit(f"{NAME}.log_appears_meanwhile", {"state": state_of(harness)})
+    assert harness.run(record).outcome == "succeeded"
+    in_order(harness.store.layout.job_log(record.job_id).read_text(),
+             "a line someone else wrote\n", f"attempt 1 of {NAME}.log_appears_meanwhile starts\n",
+             "first\n", "second\n", "attempt 1 returned\n")
+    spools_are_empty(harness.store.layout)
+
+
 def test_a_cancelled_attempt_keeps_what_it_wrote(harness):
     record = harness.submit(f"{NAME}.say_and_sleep", {"pid_file": harness.pid_file()})
     harness.executor.start(record)

@@ -272,3 +272,15 @@ def say_and_sleep(ctx, pid_file: str):
     print("said before the end", flush=True)
     _write_pids(pid_file, os.getpid())
     time.sleep(1000)
+
+
+@job
+def log_appears_meanwhile(ctx, state: str):
+    """Print, then create the job's log itself (as another owner's worker might), print again."""
+    print("first", flush=True)
+    log_path = Layout(Path(state)).job_log(ctx.job_id)
+    log_path.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(log_path, "a") as handle:
+        handle.write("a line someone else wrote\n")
+    print("second", flush=True)
+    return "done"
