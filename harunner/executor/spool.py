@@ -193,15 +193,19 @@ def _open_spool(path: os.PathLike[str]) -> int:
 
 
 def sweep(layout: Layout, own: os.PathLike[str]) -> None:
-    """Remove the empty spools that no live worker holds (their workers were killed idle)."""
+    """Remove the empty spools that no live worker holds (their workers were killed idle).
+    A spool whose process is alive is passed over at the cost of one `kill(pid, 0)`."""
+    folder = os.fspath(layout.spools)
     try:
-        names = os.listdir(layout.spools)
+        names = os.listdir(folder)
     except OSError:
         return
+    own_name = os.path.basename(own)
     for name in names:
-        path = layout.spools / name
-        if path == own:
+        pid = name.rpartition("-")[2]
+        if name == own_name or (pid.isdigit() and _alive(int(pid))):
             continue
+        path = os.path.join(folder, name)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -215,6 +219,16 @@ def sweep(layout: Layout, own: os.PathLike[str]) -> None:
             pass  # held by a live worker, or gone already
         finally:
             os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def adopt(layout: Layout, pid: int, job_id: str) -> None:

@@ -194,14 +194,18 @@ def test_adopt_appends_a_dead_workers_spool_to_the_log_once(tmp_path):
 def test_sweep_removes_only_empty_spools_that_no_live_worker_holds(tmp_path):
     layout = Layout(tmp_path)
     layout.spools.mkdir(parents=True)
-    dead_empty, dead_full, live = (layout.spool(pid) for pid in (1, 2, 3))
-    dead_empty.write_text("")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no process has (until it is reused)
+    dead_empty, dead_full, locked = (layout.spool(pid) for pid in (gone.pid, 2**22 + 1, 2**22 + 2))
+    live = layout.spool(os.getpid())
+    for path in (dead_empty, locked, live):
+        path.write_text("")
     dead_full.write_text("waiting for its executor to adopt it\n")
-    live.write_text("")
-    fd = os.open(live, os.O_RDONLY)
+    fd = os.open(locked, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # no such pid, yet its lock is held: not removed
         spool.sweep(layout, layout.spool(4))
-        assert (dead_empty.exists(), dead_full.exists(), live.exists()) == (False, True, True)
+        assert [p.exists() for p in (dead_empty, dead_full, locked, live)] == [
+            False, True, True, True]
     finally:
         os.close(fd)
