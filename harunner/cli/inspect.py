@@ -155,7 +155,8 @@ def show_text(client: Client, job_id: str) -> str:
         total = "" if progress.total is None else f"/{progress.total:g}"
         lines.append(f"progress:   {progress.done:g}{total} {progress.message or ''}".rstrip())
     lines.append(f"checkpoint: {checkpoint_line(client, job_id)}")
-    resumed = infra_resumes(client.store.log_path(job_id))
+    log = client.store.layout.job_log(job_id)  # not log_path: that makes the job's folder
+    resumed = infra_resumes(log)
     if resumed:
         lines.append(f"resumed:    {resumed}")
     lines += ["attempts:"] + [f"  {line}" for line in attempts(record) or ["(none yet)"]]
@@ -163,10 +164,10 @@ def show_text(client: Client, job_id: str) -> str:
         lines.append(f"result:     {record.result!r}")
     if record.error is not None:
         lines.append(f"error:      {record.error}")
-        frame = last_frame(client.store.log_path(job_id))
+        frame = last_frame(log)
         if frame:
             lines.append(f"last frame: {frame}")
-    lines.append(f"log:        {client.store.log_path(job_id)}")
+    lines.append(f"log:        {log}")
     lines += ["history:"] + [f"  {line}" for line in record.history]
     return "\n".join(lines)
 
@@ -208,8 +209,8 @@ def checkpoint_line(client: Client, job_id: str) -> str:
 def follow(client: Client, job_id: str, write: Callable[[str], None], follow: bool,
            poll: float = 0.2) -> None:
     """Write the job's log; with `follow`, keep writing new lines until the job finishes."""
-    path = client.store.log_path(job_id)
-    client.store.get(job_id)
+    client.store.get(job_id)  # checks the id; a job that wrote nothing has no log (yet)
+    path = client.store.layout.job_log(job_id)
     offset = 0
     while True:
         finished = not follow or client.store.get(job_id).state.finished

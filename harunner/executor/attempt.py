@@ -1,10 +1,12 @@
 """One attempt of one job inside a worker, and the clean-up that lets the worker run the next.
 
-`run_attempt(store, assignment, entries)` checks that the record is RUNNING
-at the assignment's generation, reads the last checkpoint, calls the job with
-its `Context`, and returns an `Outcome` for the executor to record. It never
-finishes the job itself: the executor records outcomes in batches. The job's
-own writes (checkpoints, progress) stay fenced writes through its Context.
+`run_attempt(store, assignment, entries, spool)` checks that the record is
+RUNNING at the assignment's generation, reads the last checkpoint, calls the
+job with its `Context`, and returns an `Outcome` for the executor to record.
+It never finishes the job itself: the executor records outcomes in batches.
+The job's own writes (checkpoints, progress) stay fenced writes through its
+Context. Its output goes to the job's log if there is one, else to the
+worker's spool (`joblog`, `spool`): a quiet success leaves no job folder.
 
 What is reset after every attempt (`Baseline.restore`), so that the next job
 finds the worker as the previous one found it:
@@ -12,7 +14,8 @@ finds the worker as the previous one found it:
   is a child subreaper), is killed and reaped before the outcome is sent;
 - file descriptors 1 and 2 (the job's log redirection), `sys.stdout` and
   `sys.stderr`, the job's logger (handlers closed, logger forgotten), the
-  root logger's handlers and level;
+  root logger's handlers and level (the logger is closed by `AttemptLog.end`,
+  after the spool is settled);
 - the working directory, `os.environ`, the umask, `sys.path`, signal
   handlers and the signal mask.
 What is not reset: imported modules and their globals, open files the job did
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harunner.api import Context, JobSpec, job_logger, to_json
+from harunner.api import Context, JobSpec, to_json
 from harunner.api.discovery import find, on_path
 from harunner.config import CHECKPOINT_ENV, checkpoint_limit
 from harunner.errors import (
@@ -62,6 +65,8 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.executor.descendants import kill_own_descendants
+from harunner.executor.joblog import AttemptLog, forget_logger, open_log
+from harunner.executor.spool import Spool
 from harunner.store import Checkpoint, JobRecord, JobState, JobStore, Store, job_files
 from harunner.store.etcd.gateway import EtcdError, EtcdUnavailable
 from harunner.store.events import EventLog
@@ -95,38 +100,44 @@ class Outcome:
     retire: bool = False
 
 
-def run_attempt(store: JobStore, assignment: Assignment, entries: tuple[str, ...]) -> Outcome:
-    """Run the attempt and clean up after it; never raises for anything the job does."""
+def run_attempt(store: JobStore, assignment: Assignment, entries: tuple[str, ...],
+                spool: Spool | None = None) -> Outcome:
+    """Run the attempt and clean up after it; never raises for anything the job does.
+    `spool`: the worker's (the job's log is then made only if the attempt needs one)."""
     baseline = Baseline()
-    logger: logging.Logger | None = None
+    log: AttemptLog | None = None
+    outcome: Outcome | None = None
     try:
         record = store.get(assignment.job_id)
         if record.state is not JobState.RUNNING or record.generation != assignment.generation:
             return _outcome(assignment, "fenced")
-        logger = _open_log(store, record)
-        outcome = _resume(store, record, logger, entries)
+        log = open_log(store, record, spool)
+        outcome = _resume(store, record, log, entries)
     except (FencedError, StaleTransitionError, UnknownJobError):
         outcome = _outcome(assignment, "fenced")
     except (StoreError, DurabilityError, OSError) as error:
         outcome = _outcome(assignment, "infra", error=summarize(error),
                            retire=isinstance(error, DurabilityError))
     finally:
-        left_threads = baseline.restore(logger)
-    if left_threads or (outcome.kind == "fenced" and logger is not None):
+        left_threads = baseline.restore(None)
+        if log is not None:
+            log.end(outcome is not None and outcome.kind == "succeeded")
+    assert outcome is not None
+    if left_threads or (outcome.kind == "fenced" and log is not None):
         return _outcome(assignment, outcome.kind, outcome.result, outcome.error, retire=True)
     return outcome
 
 
-def _resume(store: JobStore, record: JobRecord, logger: logging.Logger,
+def _resume(store: JobStore, record: JobRecord, log: AttemptLog,
             entries: tuple[str, ...]) -> Outcome:
     """Read the last checkpoint (loudly), then call the job; no readable one fails the attempt."""
     try:
-        checkpoint = read_checkpoint(store, record, logger)
+        checkpoint = read_checkpoint(store, record, log.logger)
     except CorruptFileError as error:
-        logger.error("attempt %d cannot start: %s", record.attempts, error)
+        log.logger.error("attempt %d cannot start: %s", record.attempts, error)
         return _outcome(Assignment(record.job_id, record.generation), "failed",
                         error=summarize(error))
-    return _call(store, record, checkpoint, logger, entries)
+    return _call(store, record, checkpoint, log, entries)
 
 
 def read_checkpoint(store: JobStore, record: JobRecord,
@@ -164,17 +175,19 @@ def _report_unreadable(store: JobStore, record: JobRecord, logger: logging.Logge
         events.close()
 
 
-def _call(store: JobStore, record: Any, checkpoint: Any, logger: logging.Logger,
+def _call(store: JobStore, record: Any, checkpoint: Any, log: AttemptLog,
           entries: tuple[str, ...]) -> Outcome:
-    """Call the job function; its result, error, fence or infrastructure fault."""
+    """Call the job function; its result, error, fence or infrastructure fault. The
+    "attempt N returned" line is written by `AttemptLog.end`, and only if the log is kept."""
     assignment = Assignment(record.job_id, record.generation)
+    logger = log.logger
     context = None
     try:
         spec = _find(entries, record.name)
         context = Context(store, record, checkpoint, logger,
                           max_checkpoint_bytes=_checkpoint_limit())
-        logger.info("attempt %d of %s starts%s", record.attempts, record.name,
-                    f" from checkpoint {checkpoint.seq}" if checkpoint else "")
+        log.header(f"attempt {record.attempts} of {record.name} starts"
+                   + (f" from checkpoint {checkpoint.seq}" if checkpoint else ""))
         result = spec.function(context, **record.args)
     except FencedError:
         return _fenced(logger, assignment)
@@ -196,7 +209,6 @@ def _call(store: JobStore, record: Any, checkpoint: Any, logger: logging.Logger,
     except TypeError as bad:
         logger.error("attempt %d failed: %s", record.attempts, bad)
         return _outcome(assignment, "failed", error=str(bad))
-    logger.info("attempt %d returned", record.attempts)
     return _outcome(assignment, "succeeded", result=result)
 
 
@@ -263,7 +275,7 @@ class Baseline:
         for saved, target in zip(self.fds, (1, 2), strict=True):
             os.dup2(saved, target)
             os.close(saved)
-        _forget_logger(logger)
+        forget_logger(logger)
         for handler in logging.root.handlers:
             if handler not in self.root_handlers:
                 with contextlib.suppress(Exception):
@@ -291,17 +303,6 @@ def _environ_snapshot() -> dict[bytes, bytes]:
     if isinstance(data, dict):
         return dict(data)
     return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
-
-
-def _forget_logger(logger: logging.Logger | None) -> None:
-    """Close the job logger's handlers and drop it, so loggers do not pile up per job."""
-    if logger is None:
-        return
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        with contextlib.suppress(Exception):
-            handler.close()
-    logging.Logger.manager.loggerDict.pop(logger.name, None)
 
 
 _SPECS: dict[tuple[tuple[str, ...], str], JobSpec] = {}
@@ -348,24 +349,6 @@ def _checkpoint_limit() -> int:
             _LIMITS.clear()
         _LIMITS[raw] = limit
     return limit
-
-
-def _open_log(store: JobStore, record: Any) -> logging.Logger:
-    """Open the job's log once: fds 1 and 2 go there, and so does the job's logger.
-
-    The job's folder is created only when it is missing (one open, no mkdir, on the
-    common path)."""
-    path = store.layout.job_log(record.job_id)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, flags, 0o600)
-    _flush_streams()
-    os.dup2(fd, 1, inheritable=True)
-    os.dup2(fd, 2, inheritable=True)
-    return job_logger(store, record, open(fd, "a", encoding="utf-8", buffering=1))  # noqa: SIM115
 
 
 def _flush_streams() -> None:

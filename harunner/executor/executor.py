@@ -40,7 +40,7 @@ from pathlib import Path
 
 from harunner.config import store_config
 from harunner.errors import FencedError, HarunnerError, StaleTransitionError, StoreError
-from harunner.executor import descendants, outcomes
+from harunner.executor import descendants, outcomes, spool
 from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.batches import GroupCommit
 from harunner.executor.exits import WorkerExit, label
@@ -92,8 +92,7 @@ class Executor:
         self._store = open_store(store_config(self.state_dir), lock_timeout=lock_timeout,
                                  busy_timeout=RECORD_BUSY)
         self._launcher = Launcher(self.state_dir, tuple(map(absolute_entry, job_entries)),
-                                  lock_timeout, start_method, preload_jobs=preload_jobs,
-                                  owner=self)
+                                  lock_timeout, start_method, preload_jobs=preload_jobs, owner=self)
         self._adopting = adopt_orphans and descendants.start_adopting()
         self._pool = Pool(self._launcher, worker_mode, self.concurrency, spare, self._adopting)
         self._jobs: dict[str, _Job] = {}
@@ -185,8 +184,7 @@ class Executor:
 
     def sentinels(self) -> list[int]:
         """File descriptors that become readable when an outcome arrives or a worker exits."""
-        fds = self._pool.sentinels()
-        recorder = self._group.recorder
+        fds, recorder = self._pool.sentinels(), self._group.recorder
         return [*fds, recorder.fileno()] if recorder.busy else fds
 
     def next_deadline(self) -> float | None:
@@ -195,9 +193,7 @@ class Executor:
                  for job in map(self._jobs.__getitem__, self._pool.busy)
                  if job.deadline is not None]
         times.extend(self._waiting.values())
-        for extra in (self._record_retry_at, self._pool.spare_due()):
-            if extra is not None:
-                times.append(extra)
+        times.extend(t for t in (self._record_retry_at, self._pool.spare_due()) if t is not None)
         if self._launch_more:
             times.append(0.0)  # more to start than one turn's LAUNCH_BATCH: go on at once
         return min(times, default=None)
@@ -261,9 +257,12 @@ class Executor:
         self._waiting.pop(job_id, None)
         if job_id in self._queue:
             self._queue.remove(job_id)
-        if job_id not in self._pool.busy:
+        proc = self._pool.busy.get(job_id)
+        if proc is None:
             return WorkerExit(job_id, generation, None, "killed")
-        return WorkerExit(job_id, generation, self._pool.kill(job_id), "killed")
+        code = self._pool.kill(job_id)
+        spool.adopt(self._store.layout, proc.pid, job_id)  # what the attempt wrote, into its log
+        return WorkerExit(job_id, generation, code, "killed")
 
     def shutdown(self) -> list[WorkerExit]:
         """Record the attempts that ended, then kill every job's worker and every idle
@@ -330,11 +329,12 @@ class Executor:
         return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
     def _collect_deaths(self) -> list[Ended]:
-        ended = []
+        ended, pids = [], {job_id: proc.pid for job_id, proc in self._pool.busy.items()}
         for job_id, death in self._pool.deaths():
             if isinstance(death, Outcome):
                 ended.append(self._ended(job_id, death))
                 continue
+            spool.adopt(self._store.layout, pids[job_id], job_id)  # before log_infra's line
             job = self._jobs[job_id]
             ended.append(outcomes.from_death(job.record, death, job.terminated_at is not None,
                                              job.kills))

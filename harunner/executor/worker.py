@@ -13,7 +13,11 @@ The executor starts `serve(setup, connection, max_jobs)` in a fresh process
    disarmed once the thread watches, because it would kill the worker alone
    and leave the job's children behind. A job holding the GIL in C code for
    good would stall the thread: a known limit;
-3. blocks on the pipe for an `Assignment` (job id, generation), runs it with
+3. opens its spool (`harunner.executor.spool`: one file, where the output of
+   an attempt without a job log goes, and a thread that gives an attempt its
+   log after SPOOL_AFTER), before any attempt, so the thread is part of the
+   baseline; a spool that cannot be made means job logs are written directly;
+4. blocks on the pipe for an `Assignment` (job id, generation), runs it with
    `harunner.executor.attempt.run_attempt` (which checks the record, reads the
    checkpoint, calls the job, and cleans up after it), and sends the
    `Outcome` back; the executor records it. Then it blocks again.
@@ -24,8 +28,9 @@ watchdog in select() on the pidfd; neither wakes up on a timer.
 Invariants: a fenced worker writes nothing more to the store; every
 descendant of an attempt is dead before its outcome is sent; nothing is
 imported or started at import time. The worker exits 0 when the pipe closes
-or after `max_jobs` attempts, EXIT_ORPHANED when the runner is gone; any other
-end is a crash, which the executor classifies.
+or after `max_jobs` attempts, EXIT_ORPHANED when the runner is gone (both remove
+its spool, moving a running attempt's output into the job's log first); any
+other end is a crash, which the executor classifies (and `spool.adopt`s).
 """
 
 from __future__ import annotations
@@ -44,13 +49,16 @@ from typing import NoReturn
 from harunner.config import store_config
 from harunner.executor import descendants
 from harunner.executor.attempt import Assignment, run_attempt
+from harunner.executor.spool import Spool
 from harunner.pidfds import GONE, has_exited, open_pidfd
 from harunner.store.backends import open_store
+from harunner.store.layout import Layout
 
 EXIT_DONE = 0         # the pipe closed, or max_jobs attempts were run and reported
 EXIT_ORPHANED = 76    # the runner is gone; the worker killed its tree and wrote nothing
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger("harunner.executor.worker")
+_spool: Spool | None = None  # this worker's spool (`orphaned` and `_exit` close it)
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
     # One Store for the worker's life: its job locks keep nothing per job once released,
     # and its database connection is opened once, not per attempt.
     store = open_store(store_config(setup.state_dir), lock_timeout=setup.lock_timeout)
+    spool = open_spool(store.layout)
     while not max_jobs or done < max_jobs:
         try:
             assignment = connection.recv()
@@ -79,7 +88,7 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             _exit(EXIT_DONE)
         if not isinstance(assignment, Assignment):
             continue
-        outcome = run_attempt(store, assignment, setup.job_entries)
+        outcome = run_attempt(store, assignment, setup.job_entries, spool)
         done += 1
         try:
             connection.send(outcome)
@@ -88,6 +97,18 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
         if outcome.retire:
             break
     _exit(EXIT_DONE)
+
+
+def open_spool(layout: Layout) -> Spool | None:
+    """The worker's spool (its thread starts here, before any attempt's `Baseline`); None,
+    after one line saying why, if it cannot be made: job logs are then written directly."""
+    global _spool
+    try:
+        _spool = Spool(layout)
+    except OSError as error:
+        log.warning("worker %d: cannot create its spool %s (%s); job logs are written "
+                    "directly", os.getpid(), layout.spool(os.getpid()), error)
+    return _spool
 
 
 def prepare(setup: WorkerSetup) -> None:
@@ -102,6 +123,8 @@ def prepare(setup: WorkerSetup) -> None:
 
 def _exit(code: int) -> NoReturn:
     _flush_output()
+    if _spool is not None:
+        _spool.close()
     os._exit(code)
 
 
@@ -128,7 +151,9 @@ def orphaned() -> NoReturn:
     """The runner is gone: kill this worker's descendants and group, and exit."""
     with contextlib.suppress(OSError):
         descendants.kill_all(descendants.descendants(os.getpid(), stop=True))
-    if os.getpgrp() == os.getpid():
+    if _spool is not None:  # the attempt's output so far goes to the job's log
+        _spool.close()
+    if os.getpgrp() == os.getpid():  # this worker too: it leads the group
         with contextlib.suppress(OSError):
             os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(EXIT_ORPHANED)

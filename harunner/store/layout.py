@@ -20,6 +20,8 @@
     run/slot-<n>.lock, .json      held by the live runner of slot n; its pid and incarnation
     run/supervisor.lock, .json    held by the live supervisor; its pid
     run/metrics/                  mode 0700: Prometheus multiprocess files, <type>_<pid>.db
+    run/spool/worker-<pid>        mode 0700/0600: a worker's spool (the output of an attempt
+                                  that has no job log yet; `harunner.executor.spool`)
     logs/                         runner-<n>.log, supervisor.log, events.jsonl
 
 Only paths are computed here; nothing is read or written, so every module
@@ -74,6 +76,14 @@ class Layout:
     def metrics(self) -> Path:
         """The Prometheus multiprocess folder (only used when metrics are on)."""
         return self.run / "metrics"
+
+    @property
+    def spools(self) -> Path:
+        """The workers' spools (mode 0700): `spool(pid)`."""
+        return self.run / "spool"
+
+    def spool(self, pid: int) -> Path:
+        return self.spools / f"worker-{pid}"
 
     @property
     def logs(self) -> Path:

@@ -45,7 +45,9 @@ def loose_entries(root: Path) -> list[str]:
 
 
 def ran_a_job(cluster: Cluster) -> str:
-    job = cluster.submit("itjobs.ticker", to=3, delay=0.01)
+    # 0.3 s of ticking: past the spool's delay, so the job has its log (a quiet job that
+    # succeeds within it has none)
+    job = cluster.submit("itjobs.ticker", to=30, delay=0.01)
     assert cluster.finished(job, timeout=60).state is JobState.SUCCEEDED
     return job
 
@@ -58,7 +60,7 @@ def test_every_state_file_is_private_to_its_user(make_cluster):
     for path in (cluster.layout.database, Path(f"{cluster.layout.database}-wal"),
                  cluster.layout.events, cluster.layout.log_file("supervisor"),
                  cluster.layout.log_file("runner-0"), cluster.layout.job_log(job),
-                 cluster.layout.slot_lock(0), cluster.layout.peer(0)):
+                 cluster.layout.slot_lock(0), cluster.layout.peer(0), cluster.layout.spools):
         assert path.exists(), path  # the walk below does see them
     assert [p for p in cluster.layout.job_folder(job).iterdir() if p.name.startswith("ckpt.")]
     assert loose_entries(state) == []

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from harunner import job
+from harunner.store.layout import Layout
 
 GRANDCHILD = [sys.executable, "-c", "import time; time.sleep(1000)"]
 
@@ -222,3 +223,64 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@job
+def say_then_die(ctx, how: str, state: str, seen: str, marker: str = ""):
+    """Write four lines four ways (print, os.write, a child process, stderr), then end the
+    worker `how`: "exit" (os._exit), "segv" (SIGSEGV), "kill" (SIGKILL, once if `marker`).
+    Appends to `seen` whether the job's log (in state folder `state`) existed just before."""
+    log_path = Layout(Path(state)).job_log(ctx.job_id)
+    print("one: print", flush=True)
+    os.write(1, b"two: os.write\n")
+    subprocess.run(["echo", "three: a child process"], check=True)
+    sys.stderr.write("four: stderr\n")
+    sys.stderr.flush()
+    with open(seen, "a") as handle:
+        handle.write(f"{os.path.exists(log_path)}\n")
+    if marker and os.path.exists(marker):
+        return "second time"
+    if marker:
+        Path(marker).write_text("x")
+    signum = {"segv": signal.SIGSEGV, "kill": signal.SIGKILL}.get(how)
+    if signum is None:
+        os._exit(3)
+    os.kill(os.getpid(), signum)
+    time.sleep(10)
+
+
+@job
+def talk_long(ctx, state: str, pid_file: str):
+    """Print, start a child that writes only once the job's log exists (the attempt has run
+    past the spool's delay), wait for it, print again, return."""
+    log_path = str(Layout(Path(state)).job_log(ctx.job_id))
+    print("early", flush=True)
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        f"while not os.path.exists({log_path!r}): time.sleep(0.005)\n"
+        "print('from the child, after the log appeared', flush=True)\n")])
+    _write_pids(pid_file, os.getpid(), child.pid)
+    child.wait(timeout=10)
+    print("late", flush=True)
+    return "talked"
+
+
+@job
+def say_and_sleep(ctx, pid_file: str):
+    """Print one line, then sleep until killed (a cancel or a dead runner within the spool's
+    delay)."""
+    print("said before the end", flush=True)
+    _write_pids(pid_file, os.getpid())
+    time.sleep(1000)
+
+
+@job
+def log_appears_meanwhile(ctx, state: str):
+    """Print, then create the job's log itself (as another owner's worker might), print again."""
+    print("first", flush=True)
+    log_path = Layout(Path(state)).job_log(ctx.job_id)
+    log_path.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(log_path, "a") as handle:
+        handle.write("a line someone else wrote\n")
+    print("second", flush=True)
+    return "done"
