@@ -2,9 +2,9 @@
 
 Catches: a batch that raises (instead of skipping) on one stale item, applies a stale item,
 waits on a busy lock in `take_over_many`, finishes a job without its lock or below its
-generation, or writes a finish from a stale held record; a retry that keeps the old generation (a stale worker would not be fenced); a
-prune that leaves a finished job's files or touches an unfinished job; a connection shared
-across threads or inherited through fork.
+generation, or writes a finish from a stale held record; a retry that keeps the old
+generation (a stale worker would not be fenced); a prune that leaves a finished job's files
+or touches an unfinished job; a connection shared across threads or inherited through fork.
 """
 
 from __future__ import annotations
