@@ -42,6 +42,7 @@ from __future__ import annotations
 import _signal
 import contextlib
 import logging
+import operator
 import os
 import signal
 import sys
@@ -261,8 +262,8 @@ class Baseline:
         self.umask = os.umask(0o077)
         os.umask(self.umask)
         self.path = list(sys.path)
-        self.handlers = {s: _signal.getsignal(s) for s in _SIGNALS}  # (C: no enum per signal)
-        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        self.handlers = list(map(_signal.getsignal, _SIGNALS))  # (C: no enum per signal)
+        self.mask = _signal.pthread_sigmask(signal.SIG_BLOCK, [])
         self.root_handlers = list(logging.root.handlers)
         self.root_level = logging.root.level
         self.threads = set(threading.enumerate())
@@ -289,11 +290,13 @@ class Baseline:
             os.environ.update({os.fsdecode(k): os.fsdecode(v) for k, v in self.environ.items()})
         os.umask(self.umask)
         sys.path[:] = self.path
-        for signum, action in self.handlers.items():
-            if action is not None and _signal.getsignal(signum) is not action:
-                with contextlib.suppress(OSError, ValueError, TypeError):
-                    signal.signal(signum, action)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        now = list(map(_signal.getsignal, _SIGNALS))
+        if any(map(operator.is_not, now, self.handlers)):  # the job changed one: put it back
+            for signum, action, current in zip(_SIGNALS, self.handlers, now, strict=True):
+                if action is not None and current is not action:
+                    with contextlib.suppress(OSError, ValueError, TypeError):
+                        signal.signal(signum, action)
+        _signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
         return any(t.is_alive() for t in threading.enumerate() if t not in self.threads)
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 SUPERVISOR = "supervisor"
@@ -52,11 +53,11 @@ class Layout:
     def database(self) -> Path:
         return self.root / "jobs.db"
 
-    @property
+    @cached_property
     def jobs(self) -> Path:
         return self.root / "jobs"
 
-    @property
+    @cached_property
     def locks(self) -> Path:
         return self.root / "locks"
 
@@ -68,7 +69,7 @@ class Layout:
     def paxos(self) -> Path:
         return self.root / "paxos"
 
-    @property
+    @cached_property
     def run(self) -> Path:
         return self.root / "run"
 
@@ -77,7 +78,7 @@ class Layout:
         """The Prometheus multiprocess folder (only used when metrics are on)."""
         return self.run / "metrics"
 
-    @property
+    @cached_property
     def spools(self) -> Path:
         """The workers' spools (mode 0700): `spool(pid)`."""
         return self.run / "spool"
@@ -85,7 +86,7 @@ class Layout:
     def spool(self, pid: int) -> Path:
         return self.spools / f"worker-{pid}"
 
-    @property
+    @cached_property
     def logs(self) -> Path:
         return self.root / "logs"
 
