@@ -9,7 +9,13 @@ Invariants: every signal goes through a pidfd opened right after the start,
 so it can never hit a recycled pid (the forkserver, not this process, reaps
 the children); the child is SIGKILLed and reaped before `run_attempt`
 returns, whatever happened; a child that runs past `timeout` is killed and
-reported as timed out.
+reported as timed out. Runs go on in threads, and multiprocessing's
+forkserver `Popen.poll` is not thread-safe: two threads reading one child's
+exit status (a `join`, and the poll of every child that each `start` does)
+leave the loser with 255, possibly over the right code (CPython gh-130895).
+So `start` and the reading of an exit status hold `_REAP`, and the status is
+read only once the child is known to have exited, so the lock is never held
+while waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing import forkserver
@@ -28,6 +35,7 @@ from harunner import pidfds
 from harunner.testing.child import ChildRequest, run_child
 
 Event = tuple[str, int, float]
+_REAP = threading.Lock()  # around Process.start and the read of an exit status
 
 
 @dataclass(frozen=True)
@@ -72,17 +80,21 @@ def run_attempt(mp: Any, request: ChildRequest, timed: tuple[int, float] | None,
     """Run one child; with `timed` = (k, delay), SIGKILL it `delay` s after checkpoint k."""
     reader, writer = mp.Pipe(duplex=False)
     process = mp.Process(target=run_child, args=(request, writer), daemon=True)
-    process.start()
+    with _REAP:
+        process.start()
     pidfd = pidfds.open_pidfd(process.pid) if process.pid else pidfds.GONE
     writer.close()
     try:
         events, timed_out = _watch(process, pidfd, reader, timed, timeout)
     finally:
         pidfds.send_signal(pidfd, signal.SIGKILL)
-        process.join()
+        wait([process.sentinel])  # it has exited: reading its status cannot block
+        with _REAP:
+            process.join()
+            exitcode = process.exitcode
         pidfds.close(pidfd)
         reader.close()
-    return Attempt(process.exitcode, tuple(events), timed_out)
+    return Attempt(exitcode, tuple(events), timed_out)
 
 
 def _watch(process: Any, pidfd: int, reader: Connection, timed: tuple[int, float] | None,

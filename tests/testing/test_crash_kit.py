@@ -77,6 +77,59 @@ def test_passes_the_safe_ledger_with_every_kill_where_planned() -> None:
             assert outcome.state_at_kill["done"] == outcome.killed_at
 
 
+def test_children_killed_in_eight_threads_at_once_each_report_their_sigkill(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kit runs kill points in threads, and multiprocessing's forkserver `Popen.poll`
+    is not thread-safe (CPython gh-130895): without the kit's lock around starts and
+    exit-status reads (`process._REAP`), a child killed in one thread is now and then
+    read as exiting with 255 by another, and the kit reports a job that did not finish.
+    The status read is slowed by 2 ms here, so that the race shows within 160 children
+    (without the lock: from 4 to dozens of the 160 were read as 255, in 4 of 4 runs)."""
+    import inspect
+    import threading
+    import time
+    from multiprocessing import forkserver, popen_forkserver
+
+    read_signed = forkserver.read_signed
+
+    def slow_read_signed(fd: int) -> int:
+        time.sleep(0.002)
+        return read_signed(fd)
+
+    monkeypatch.setattr(popen_forkserver.forkserver, "read_signed", slow_read_signed)
+
+    from harunner.api.job import spec_of
+    from harunner.store import Owner, Store
+    from harunner.testing.child import ChildRequest, JobRef
+    from harunner.testing.kit import KILLED
+    from harunner.testing.process import forkserver_context, run_attempt
+
+    spec = spec_of(ledger.append_safe)
+    assert spec is not None
+    ref = JobRef(spec.module, inspect.getsourcefile(spec.function) or "", spec.name)
+    store = Store(tmp_path / "state")
+    jobs = [store.submit(spec.name, {"path": str(tmp_path / f"l{n}.txt"), "lines": 3}).job_id
+            for n in range(8 * 20)]
+    for job_id in jobs:
+        store.assign(job_id, Owner(0, 1), 0)
+    mp = forkserver_context(["harunner.testing.child", spec.module])
+    codes: list[int | None] = []
+
+    def run(mine: list[str]) -> None:
+        for job_id in mine:
+            request = ChildRequest(ref, str(tmp_path / "state"), job_id, 1,
+                                   str(tmp_path / f"{job_id}.log"), "before", 1)
+            codes.append(run_attempt(mp, request, None, 60.0).exitcode)
+
+    threads = [threading.Thread(target=run, args=(jobs[n::8],)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(codes) == len(jobs)
+    assert [code for code in codes if code != KILLED] == []
+
+
 def test_crash_test_raises_with_the_report() -> None:
     with pytest.raises(CrashTestFailure) as caught:
         crash_test(ledger.append_unsafe, {**LEDGER, "lines": 2}, points=0)
