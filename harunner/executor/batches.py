@@ -1,6 +1,6 @@
 """The group commit's bookkeeping: attempts waiting for a commit, the batch in flight, claims.
 
-The executor puts ended attempts in `ready` and the runner's claim in
+The executor puts ended attempts in `ready` (`add`) and the runner's claim in
 `wanted`; `next_batch` takes what waits (at most GROUP_MAX attempts, and the
 claim) once the recorder is free; `send` hands the finishes of that batch to
 the recorder; `returned` gives, once the commit is back, each attempt of the
@@ -20,22 +20,44 @@ from harunner.store import JobRecord, JobStore
 from harunner.store.transitions import Claim, Outcome
 
 GROUP_MAX = 256  # outcomes committed together at most (the rest wait for the next)
+# Finishes with no claim to ride with them wait up to LINGER for company (GROUP_ENOUGH of
+# them go at once): a trickle of short jobs then costs one commit per few jobs, not per job.
+LINGER = 0.005
+GROUP_ENOUGH = 8
+RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 
 
 class GroupCommit:
     """What one executor has on its way to the store, and what came back."""
 
-    def __init__(self, store: JobStore, lock_wait: float) -> None:
+    def __init__(self, store: JobStore, lock_wait: float = RECORD_LOCK_WAIT) -> None:
         self.recorder = Recorder(store, lock_wait)
         self.ready: list[Ended] = []  # ended attempts waiting for the next commit
         self.wanted: Claim | None = None  # the claim to send with the next batch
         self.claiming = 0  # the room of the claim in flight
         self._in_flight: list[tuple[Ended, Finish]] = []
         self._claimed: list[JobRecord] = []  # won, not yet taken by the runner
+        self.ready_since = 0.0  # when the oldest of `ready` arrived
 
-    def next_batch(self) -> tuple[list[Ended], Claim | None] | None:
-        """What to send now, if the recorder is free and anything waits."""
+    def add(self, ended: list[Ended], now: float) -> None:
+        """Attempts that ended, to go with the next commit."""
+        if ended and not self.ready:
+            self.ready_since = now
+        self.ready.extend(ended)
+
+    def lingers_until(self) -> float | None:
+        """When finishes that wait for company go anyway, if some wait so."""
+        if self.wanted is not None or not self.ready or len(self.ready) >= GROUP_ENOUGH:
+            return None
+        return self.ready_since + LINGER
+
+    def next_batch(self, now: float | None = None) -> tuple[list[Ended], Claim | None] | None:
+        """What to send now, if the recorder is free and anything waits (with `now`: not
+        lone finishes younger than LINGER; without it, everything, as at shutdown)."""
         if self.recorder.busy or not (self.ready or self.wanted):
+            return None
+        until = self.lingers_until()
+        if now is not None and until is not None and now < until:
             return None
         batch, self.ready = self.ready[:GROUP_MAX], self.ready[GROUP_MAX:]
         claim, self.wanted = self.wanted, None

@@ -56,7 +56,6 @@ WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
 LAUNCH_BATCH = 8  # worker processes started per turn at most (the loop beats between turns)
-RECORD_LOCK_WAIT = 0.02  # a job lock busy longer than this is retried later: the loop never stalls
 log = logging.getLogger("harunner.executor")
 
 
@@ -99,7 +98,7 @@ class Executor:
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
-        self._group = GroupCommit(self._store, RECORD_LOCK_WAIT)
+        self._group = GroupCommit(self._store)
         self._launches = LAUNCH_BATCH  # new workers this turn may start (`reap` refills it)
         self._launch_more = False  # the last dispatch stopped for want of that budget
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next
@@ -192,8 +191,9 @@ class Executor:
         times = [job.deadline if job.terminated_at is None else job.terminated_at + self.grace
                  for job in map(self._jobs.__getitem__, self._pool.busy)
                  if job.deadline is not None]
-        times.extend(self._waiting.values())
-        times.extend(t for t in (self._record_retry_at, self._pool.spare_due()) if t is not None)
+        times += [t for t in (*self._waiting.values(), self._record_retry_at,
+                              self._pool.spare_due(), self._group.lingers_until())
+                  if t is not None]
         if self._launch_more:
             times.append(0.0)  # more to start than one turn's LAUNCH_BATCH: go on at once
         return min(times, default=None)
@@ -222,12 +222,12 @@ class Executor:
         together in the next batch (at most GROUP_MAX) as soon as the recorder is free."""
         returned = self._group.returned()
         exits = [] if returned is None else self._settled(returned, now)
-        self._group.ready.extend(ended)
+        self._group.add(ended, now)
         return exits + self._commit(now)
 
     def _commit(self, now: float) -> list[WorkerExit]:
         """Send what waits (ended attempts, a claim) to the recorder, if it is free."""
-        batch = self._group.next_batch()
+        batch = self._group.next_batch(now)
         return [] if batch is None else self._settle(*batch, now=now)
 
     def check_timeouts(self, now: float) -> list[str]:

@@ -8,6 +8,7 @@ import signal
 import pytest
 from executor_harness import Harness, alive, wait_for, zombie_children
 
+from harunner.executor.batches import LINGER
 from harunner.store import JobState
 
 
@@ -49,7 +50,9 @@ def test_outcomes_of_one_turn_are_recorded_in_one_call(pool, monkeypatch):
     wait_for(lambda: all(proc.connection.poll() for proc in busy))
     exits = pool.executor.reap(0.0)
     assert exits == []  # reported only once committed, by the recorder's thread
-    assert calls == [2]
+    assert calls == []  # lone finishes wait LINGER for company (no claim rides with them)
+    assert pool.executor.next_deadline() == LINGER  # ... and the loop wakes for them then
+    assert pool.executor.reap(LINGER) == [] and calls == [2]
     pool.loop(lambda: len(pool.exits) == 2, 10.0)
     assert sorted(e.outcome for e in pool.exits) == ["succeeded", "succeeded"]
     assert [pool.store.get(r.job_id).result["value"] for r in records] == [1, 2]
