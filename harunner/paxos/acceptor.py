@@ -137,14 +137,20 @@ class Acceptor:
 
     def forget(self, job_id: str, below_generation: int) -> AcceptorState | None:
         """Close (compact) every instance of `job_id` below `below_generation`."""
-        below_generation = min(below_generation, MAX_FLOOR)
-        if not self.state.usable or below_generation <= self.state.floors.get(job_id, 0):
+        return self.forget_many({job_id: below_generation})
+
+    def forget_many(self, below: Mapping[str, int]) -> AcceptorState | None:
+        """`forget` of every (job, generation) of `below` as one new state, to persist
+        once (None if no floor rises)."""
+        if not self.state.usable:
             return None
-        floors = dict(self.state.floors)
-        floors[job_id] = below_generation
+        raised = {job_id: min(generation, MAX_FLOOR) for job_id, generation in below.items()
+                  if min(generation, MAX_FLOOR) > self.state.floors.get(job_id, 0)}
+        if not raised:
+            return None
         votes = {key: vote for key, vote in self.state.votes.items()
-                 if not (key[0] == job_id and key[1] < below_generation)}
-        self.state = replace(self.state, votes=votes, floors=floors)
+                 if not (key[0] in raised and key[1] < raised[key[0]])}
+        self.state = replace(self.state, votes=votes, floors={**self.state.floors, **raised})
         return self.state
 
     def _promise(self, vote: Vote, ballot: Ballot) -> Vote:

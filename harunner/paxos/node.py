@@ -125,10 +125,15 @@ class Node:
 
     def forget(self, job_id: str, below_generation: int) -> Effects:
         """Compact `job_id` below `below_generation`: closed for good (persist the state)."""
-        self.learner.forget(job_id, below_generation)
+        return self.forget_many({job_id: below_generation})
+
+    def forget_many(self, below: Mapping[str, int]) -> Effects:
+        """`forget` of every (job, generation) of `below`, with one state to persist."""
+        for job_id, generation in below.items():
+            self.learner.forget(job_id, generation)
         self.proposer.drop([key for key in self.proposer.attempts
-                            if key[0] == job_id and key[1] < below_generation])
-        return Effects(acceptor_state=self.acceptor.forget(job_id, below_generation))
+                            if key[1] < below.get(key[0], 0)])
+        return Effects(acceptor_state=self.acceptor.forget_many(below))
 
     def _on_prepare(self, message: Prepare, now: float, rng: random.Random) -> Effects:
         if message.ballot.slot != message.sender:

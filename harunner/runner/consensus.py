@@ -78,10 +78,11 @@ class Consensus:
     def tick(self, now: float, rng: random.Random) -> dict[InstanceKey, Value]:
         return self.apply(self.node.tick(now, rng), now, rng)
 
-    def compact(self, job_id: str, below_generation: int, now: float,
-                rng: random.Random) -> None:
-        """Close `job_id`'s instances below `below_generation` for good (persisted)."""
-        self.apply(self.node.forget(job_id, below_generation), now, rng)
+    def compact(self, below: Mapping[str, int], now: float, rng: random.Random) -> None:
+        """Close each job's instances below its generation in `below` for good (persisted
+        once, whatever the number of jobs)."""
+        if below:
+            self.apply(self.node.forget_many(below), now, rng)
 
     def instances(self) -> set[str]:
         """The job ids this slot's acceptor still keeps votes for."""

@@ -87,6 +87,19 @@ def test_unusable_acceptor_votes_on_nothing_and_says_why() -> None:
     assert state is None and replies[0].reason is NackReason.UNUSABLE
 
 
+def test_forget_many_is_the_forgets_one_after_another_in_one_state() -> None:
+    votes = {(job, g): Vote(promised=Ballot(1, 0)) for job in ("a", "b", "c") for g in (1, 2, 3)}
+    one_by_one = Acceptor(1, AcceptorState(votes=dict(votes), floors={"c": 5}))
+    for job, below in (("a", 3), ("b", 2), ("c", 4)):
+        one_by_one.forget(job, below)
+    together = Acceptor(1, AcceptorState(votes=dict(votes), floors={"c": 5}))
+    state = together.forget_many({"a": 3, "b": 2, "c": 4})
+    assert state == one_by_one.state
+    assert sorted(state.votes) == [("a", 3), ("b", 2), ("b", 3), ("c", 1), ("c", 2), ("c", 3)]
+    assert state.floors == {"a": 3, "b": 2, "c": 5}  # a floor never goes down
+    assert together.forget_many({"a": 3, "c": 4}) is None  # nothing rises: nothing to persist
+
+
 def test_forget_closes_old_generations_for_good() -> None:
     acceptor = Acceptor(1, AcceptorState(votes={KEY: Vote(promised=Ballot(1, 0))}))
     state = acceptor.forget("job", 3)
