@@ -66,7 +66,7 @@ from harunner.errors import (
     UnknownJobError,
 )
 from harunner.executor.descendants import kill_own_descendants
-from harunner.executor.joblog import AttemptLog, forget_logger, open_log
+from harunner.executor.joblog import AttemptLog, open_log
 from harunner.executor.spool import Spool
 from harunner.store import Checkpoint, JobRecord, JobState, JobStore, Store, job_files
 from harunner.store.etcd.gateway import EtcdError, EtcdUnavailable
@@ -120,7 +120,7 @@ def run_attempt(store: JobStore, assignment: Assignment, entries: tuple[str, ...
         outcome = _outcome(assignment, "infra", error=summarize(error),
                            retire=isinstance(error, DurabilityError))
     finally:
-        left_threads = baseline.restore(None)
+        left_threads = baseline.restore()
         if log is not None:
             log.end(outcome is not None and outcome.kind == "succeeded")
     assert outcome is not None
@@ -268,7 +268,7 @@ class Baseline:
         self.root_level = logging.root.level
         self.threads = set(threading.enumerate())
 
-    def restore(self, logger: logging.Logger | None) -> bool:
+    def restore(self) -> bool:
         """Undo what the attempt changed; True if it left a thread running."""
         kill_own_descendants()
         _flush_streams()
@@ -276,7 +276,6 @@ class Baseline:
         for saved, target in zip(self.fds, (1, 2), strict=True):
             os.dup2(saved, target)
             os.close(saved)
-        forget_logger(logger)
         for handler in logging.root.handlers:
             if handler not in self.root_handlers:
                 with contextlib.suppress(Exception):

@@ -329,12 +329,12 @@ class Executor:
         return Ended(self._jobs[job_id].record, outcome.kind, outcome.result, outcome.error)
 
     def _collect_deaths(self) -> list[Ended]:
-        ended, pids = [], {job_id: proc.pid for job_id, proc in self._pool.busy.items()}
-        for job_id, death in self._pool.deaths():
+        ended = []
+        for job_id, death, pid in self._pool.deaths():
             if isinstance(death, Outcome):
                 ended.append(self._ended(job_id, death))
                 continue
-            spool.adopt(self._store.layout, pids[job_id], job_id)  # before log_infra's line
+            spool.adopt(self._store.layout, pid, job_id)  # before log_infra's line
             job = self._jobs[job_id]
             ended.append(outcomes.from_death(job.record, death, job.terminated_at is not None,
                                              job.kills))

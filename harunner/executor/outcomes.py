@@ -31,13 +31,13 @@ no retry.
 from __future__ import annotations
 
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harunner import metrics
 from harunner.api import retry_at
+from harunner.executor import joblog
 from harunner.executor.worker import describe_exit
 from harunner.store import JobRecord
 
@@ -106,14 +106,11 @@ def resume_delay(faults: int, killed: bool = False) -> float:
 def log_infra(path: Path, ended: Ended, delay: float, wall: float | None = None) -> None:
     """One line in the job's log: the fault, and that the attempt resumes, not counted."""
     record = ended.record
-    wall = time.time() if wall is None else wall
-    millis = int(wall * 1000) % 1000
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) + f",{millis:03d}"
-    line = (f"{stamp} gen={record.generation} attempt={record.attempts} WARNING "
-            f"infrastructure fault: {ended.error}; not counted against the job: attempt "
-            f"{record.attempts} resumes from its last checkpoint in {delay:g}s\n")
+    data = joblog.line(record, "WARNING", f"infrastructure fault: {ended.error}; not counted "
+                       f"against the job: attempt {record.attempts} resumes from its last "
+                       f"checkpoint in {delay:g}s", wall)
     try:
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        with open(path, "ab") as handle:
+            handle.write(data)
     except OSError:
         pass  # the disk may be full: the record still says RUNNING, nothing is lost

@@ -136,21 +136,22 @@ class Pool:
                 found.append((job_id, outcome))
         return found
 
-    def deaths(self) -> list[tuple[str, int | Outcome]]:
-        """Busy workers that exited: (job, exit code), or (job, outcome) if it reported first.
+    def deaths(self) -> list[tuple[str, int | Outcome, int]]:
+        """Busy workers that exited: (job, exit code, pid), or (job, outcome, pid) if it
+        reported first.
 
         Idle and retiring workers that exited are buried on the way.
         """
-        found: list[tuple[str, int | Outcome]] = []
+        found: list[tuple[str, int | Outcome, int]] = []
         for job_id, proc in list(self.busy.items()):
             if not has_exited(proc.pidfd):
                 continue
             outcome = self.receive(job_id)  # sent just before it exited, after we looked
             if outcome is not None:
-                found.append((job_id, outcome))
+                found.append((job_id, outcome, proc.pid))
                 continue
             del self.busy[job_id]
-            found.append((job_id, self.bury(proc)))
+            found.append((job_id, self.bury(proc), proc.pid))
         for group in (self.idle, self.retiring):
             for proc in [p for p in group if has_exited(p.pidfd)]:
                 group.remove(proc)

@@ -29,6 +29,7 @@ from harunner.runner.hosts import HostDuty, cluster_root
 from harunner.runner.runner import Runner
 from harunner.runner.slot import take_slot
 from harunner.store.layout import Layout
+from harunner.store.wakeup import QuietWindow
 
 FEED_COALESCE = 0.02  # after the job watch rang, it is not waited on for this long
 
@@ -39,7 +40,7 @@ class HostRunner(Runner):
     def __init__(self, config: Config, slot: int) -> None:
         self.hosts = HostDuty(config, slot, cluster_root(config))
         self._host_ready: set[object] = set()
-        self._feed_quiet_until = 0.0
+        self._feed_quiet = QuietWindow()  # the job watch, after it rang
         try:
             super().__init__(config, slot)
             self.hosts.join(self.store, self.me, os.getpid(), time.monotonic())
@@ -62,14 +63,14 @@ class HostRunner(Runner):
 
     def _timeout(self, now: float) -> float:
         timeout = super()._timeout(now)
-        deadline = self.hosts.deadline()
-        return timeout if deadline is None else max(0.0, min(timeout, deadline - now))
+        due = [d for d in (self.hosts.deadline(), self._feed_quiet.deadline(now)) if d is not None]
+        return timeout if not due else max(0.0, min(timeout, min(due) - now))
 
     def _wait(self, timeout: float, workers: set[int]) -> set[object]:
         fds = set(self.hosts.fds())
         feed = getattr(self.store, "feed_fileno", lambda: None)()  # the jobs' watch
-        if time.monotonic() < self._feed_quiet_until:
-            feed = None  # it rang a moment ago: what came since waits for the next turn
+        if self._feed_quiet.quiet(time.monotonic()):
+            feed = None  # it rang a moment ago: what came since waits for the window's end
         watched = fds | ({feed} if feed is not None else set())
         ready = super()._wait(timeout, workers | watched)
         self._host_ready = ready & fds
@@ -77,7 +78,7 @@ class HostRunner(Runner):
             self.store.feed_ready()  # type: ignore[attr-defined]
             self.feed.ring()
             self.scheduler.poke()
-            self._feed_quiet_until = time.monotonic() + FEED_COALESCE
+            self._feed_quiet.open(time.monotonic(), FEED_COALESCE)
         return ready - watched
 
     def _carry(self, action: act.Action) -> None:

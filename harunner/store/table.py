@@ -10,8 +10,9 @@ Invariants:
   the statement itself is the fence. An outcome that carries the record its
   owner holds (`Outcome.held`, RUNNING at the outcome's generation) is written
   without the read: a row is RUNNING at one generation exactly once, and a
-  row that moved on fails the compare and is then read as usual. A refused item is reported, never
-  written; the applied ones commit together with one fsync.
+  row that moved on fails the compare and is then read as usual. A refused
+  item is reported, never written; the applied ones commit together with one
+  fsync.
 - Every written row gets the next change number of its transaction
   (`Writer.next_seq`), so `changes` returns each mutation once, in order.
 """
@@ -245,4 +246,3 @@ class JobTable:
                                   "updated_at<?", (job_id, *FINISHED, older_than_wall))
             count += done.rowcount
         return count
-

@@ -33,6 +33,24 @@ RING_QUIET_STANDBY = 0.02
 DATAGRAM = b"w"
 
 
+class QuietWindow:
+    """A source that rang is not waited on until the window it opened ends: what comes
+    meanwhile waits there and is taken at the window's end (`deadline`), all at once."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def open(self, now: float, length: float) -> None:
+        self.until = now + length
+
+    def quiet(self, now: float) -> bool:
+        return now < self.until
+
+    def deadline(self, now: float) -> float | None:
+        """When the open window ends (the loop looks at the source then), if one is open."""
+        return self.until if self.quiet(now) else None
+
+
 class WakeSocket:
     """The receiving end, bound by one runner for its whole life."""
 
@@ -44,15 +62,15 @@ class WakeSocket:
         self.socket.setblocking(False)
         self.socket.bind(str(self.path))
         os.chmod(self.path, 0o600)
-        self.quiet_until = 0.0
+        self.window = QuietWindow()
 
     def fds(self, now: float) -> list[int]:
         """The socket to wait on: none while quiet (its datagrams wait for the window's end)."""
-        return [] if now < self.quiet_until else [self.socket.fileno()]
+        return [] if self.window.quiet(now) else [self.socket.fileno()]
 
     def deadline(self, now: float) -> float | None:
         """When a quiet window ends, if one is open: the loop looks at the socket then."""
-        return self.quiet_until if now < self.quiet_until else None
+        return self.window.deadline(now)
 
     def fileno(self) -> int:
         return self.socket.fileno()
@@ -68,7 +86,7 @@ class WakeSocket:
                 break
             count += 1
         if count:
-            self.quiet_until = now + quiet
+            self.window.open(now, quiet)
         return count
 
     def close(self) -> None:
