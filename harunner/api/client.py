@@ -14,6 +14,7 @@ Waiting polls the job's record; it never needs the cluster's sockets.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from harunner.errors import StaleTransitionError, UnknownJobError
 from harunner.store import SCHEDULER_JOB, JobRecord, JobState, JobStore, Progress, meta, open_store
 from harunner.store.layout import Layout
 from harunner.store.transitions import Submission as StoreSubmission
-from harunner.store.wakeup import wake
+from harunner.store.wakeup import ring_first, sender
 
 POLL_S = 0.05
 JobRef = str | Callable[..., Any]
@@ -133,6 +134,7 @@ class Client:
         self.layout = Layout(loaded.state_path)
         self._resolved: dict[Any, JobSpec] = {}
         self._doorbells: list[Path] = []
+        self._ringer: socket.socket | None = None
 
     def submit(self, job: JobRef, /, **args: Any) -> JobHandle:
         """Check and durably store one job; `job` is a name or an `@job` function."""
@@ -147,7 +149,9 @@ class Client:
         records = self.store.submit_many([
             StoreSubmission(each.spec.name, each.args, each.spec.retries, each.spec.backoff,
                             each.spec.timeout) for each in checked])
-        wake(self._doorbells)
+        if self._ringer is None:
+            self._ringer = sender()
+        ring_first(self._doorbells, 0, self._ringer)  # one runner; it passes the ring on
         return [JobHandle(record.job_id, self) for record in records]
 
     def submit_cli(self, name: str, items: Sequence[str]) -> JobHandle:

@@ -141,6 +141,10 @@ class Executor:
                    + self._group.claiming)
         return self.lookahead.room(self.concurrency, holding, len(self._queue))
 
+    def saturated(self) -> bool:
+        """Every worker busy, nothing queued nor being claimed: new work waits for an end."""
+        return self.room() <= 0 and not self._queue and not self._group.claiming
+
     def want(self, claim: Claim) -> None:
         """Claim due jobs in the recorder's next transaction (`take_claimed` gets them)."""
         self._group.wanted = claim

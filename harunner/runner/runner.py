@@ -43,7 +43,7 @@ from harunner.store import JobRecord, Owner, meta
 from harunner.store.backends import open_store
 from harunner.store.events import EventLog
 from harunner.store.layout import SUPERVISOR, Layout
-from harunner.store.wakeup import RING_QUIET, RING_QUIET_STANDBY, WakeSocket, wake
+from harunner.store.wakeup import WakeSocket, pass_on, wake
 
 log = logging.getLogger("harunner.runner")
 STORE_BUSY = 0.2      # the most the loop waits for SQLite's write lock (then it retries)
@@ -129,10 +129,9 @@ class Runner:
         if self.link.inbound in ready:
             for frame in self.link.drain():
                 self._decided(self.consensus.receive(frame, time.monotonic(), self.rng))
-        if self.doorbell.fileno() in ready and self.doorbell.drain(
-                now, quiet=RING_QUIET if self.primary_generation else RING_QUIET_STANDBY):
+        if self.doorbell.fileno() in ready and self.doorbell.drain(now):
             self.feed.ring()
-            self.scheduler.poke()
+            self.scheduler.rung(self.doorbell.hops)
         deadline = self.executor.next_deadline()
         if (ready & workers or self.executor.has_news()
                 or (deadline is not None and now >= deadline)):
@@ -177,13 +176,15 @@ class Runner:
         """Ask for due jobs for this runner's workers and the queue ahead of them."""
         if (claim := self.scheduler.request(now, time.time(), self.executor.room())) is not None:
             self.executor.want(claim)  # sent with the executor's next commit
+        pass_on(self.layout, self.slot, self.config.slots,
+                self.scheduler.to_pass(self.executor.saturated()))
 
     def _start_claimed(self, now: float) -> None:
         """Start the jobs a claim won (they may be given back while they wait)."""
         claimed = self.executor.take_claimed()
         if not claimed:
             return
-        self.scheduler.won(now, claimed)
+        pass_on(self.layout, self.slot, self.config.slots, self.scheduler.won(now, claimed))
         self.claimed = {record.job_id for record in claimed}
         try:
             self._feed(self.core.observe(claimed, time.monotonic()))
@@ -317,8 +318,7 @@ class Runner:
         if busy:
             self.retry_at = time.monotonic() + TAKEOVER_RETRY
         for job_id, generation in gone:
-            log.info("no takeover of %s at generation %d: it no longer applies", job_id,
-                     generation)
+            log.info("no takeover of %s@%d: it no longer applies", job_id, generation)
             self.core.take_over_failed(job_id, generation, busy=False)
         now = time.monotonic()
         for record in applied:
@@ -346,9 +346,9 @@ class Runner:
         self.events.emit("lost", job=job_id, generation=generation, slot=self.slot)
 
     def _announce(self, record: JobRecord) -> None:
-        assert record.owner is not None
-        change = bus.OwnerChange(record.job_id, record.generation, record.owner.slot,
-                                 record.owner.incarnation)
+        owner = record.owner
+        assert owner is not None
+        change = bus.OwnerChange(record.job_id, record.generation, owner.slot, owner.incarnation)
         self.publisher.publish(bus.encode(change, self.cluster))
 
     def _read(self, job_id: str) -> None:

@@ -14,7 +14,10 @@ workers are free without a primary counting anyone's load.
 When it looks: at once when poked (a client rang the store's doorbell, an
 attempt ended, it was just started), again at once while it is still finding
 work, and otherwise every `rescan` seconds (a retry whose back-off ran out
-needs no poke). Each look is one indexed query bounded by the room it has, so
+needs no poke). A client rings one runner (`harunner.store.wakeup`); the ring
+is passed on to the next runner when this one's claim fills the room it asked
+for or it has no room (`rung`, `to_pass`, `won`), so the others are woken only
+when jobs are left waiting. Each look is one indexed query bounded by the room it has, so
 its cost does not grow with the number of pending or finished jobs.
 
 Claimed jobs stuck in the queue behind longer ones are given back
@@ -46,10 +49,26 @@ class Scheduler:
         self.rescan = rescan
         self.next_look = 0.0
         self.asked = 0
+        self.ring: int | None = None      # the hops of a ring not yet answered by a claim
+        self.ringing: int | None = None   # the hops of the ring the claim in flight answers
 
     def poke(self) -> None:
         """Look at the next turn: something may have become due."""
         self.next_look = 0.0
+
+    def rung(self, hops: int) -> None:
+        """The doorbell rang, the ring `hops` hops from its client: look now, and pass the
+        ring on if this runner leaves due jobs waiting (`to_pass`, `won`)."""
+        self.poke()
+        self.ring = hops if self.ring is None else min(self.ring, hops)
+
+    def to_pass(self, saturated: bool) -> int | None:
+        """The hops of a ring to pass on now: one this runner cannot answer soon (every
+        worker busy, nothing queued: the ring would wait for an attempt to end)."""
+        if self.ring is None or not saturated:
+            return None
+        hops, self.ring = self.ring, None
+        return hops + 1
 
     def due_in(self, now: float) -> float:
         """Seconds until the next look (0 when one is due now)."""
@@ -62,15 +81,21 @@ class Scheduler:
             return None
         self.asked = room
         self.next_look = now + self.rescan  # unless `won` finds the room filled
+        if self.ring is not None:
+            self.ringing, self.ring = self.ring, None
         return Claim(self.me, room, wall)
 
-    def won(self, now: float, claimed: list[JobRecord]) -> None:
-        """A claim came back: if it filled its room, more may be due, so look again now."""
+    def won(self, now: float, claimed: list[JobRecord]) -> int | None:
+        """A claim came back: if it filled its room, more may be due, so look again now,
+        and pass on the ring it answered (its hops, if so)."""
         for record in claimed:  # queue wait: from due (submitted, or the retry's time) to claimed
             metrics.claimed(record.name, record.attempts,
                             record.updated_at - max(record.created_at, record.not_before))
+        ringing, self.ringing = self.ringing, None
         if len(claimed) >= self.asked:
             self.next_look = now
+            return None if ringing is None else ringing + 1
+        return None
 
     def tick(self, now: float, wall: float, room: int) -> list[JobRecord]:
         """Claim up to `room` due jobs for this runner now, in a transaction of its own."""

@@ -57,3 +57,34 @@ def test_a_retry_waits_for_its_back_off(tmp_path: Path) -> None:
     assert scheduler.tick(10.0, 1005.0, room=1) == []
     (again,) = scheduler.tick(20.0, 1011.0, room=1)
     assert again.job_id == job and again.generation == 2
+
+
+def test_a_ring_is_passed_on_only_when_the_claim_that_answered_it_filled_its_room(
+        tmp_path: Path) -> None:
+    """A client rings one runner; it passes the ring on (one hop more) only when it may
+    leave due jobs waiting, so the others are not woken for a trickle."""
+    store, _ = store_with(tmp_path, 3)
+    scheduler = Scheduler(store, ME)
+    scheduler.rung(0)
+    claim = scheduler.request(0.0, 1000.0, room=2)
+    assert claim is not None and scheduler.ring is None  # the claim now answers the ring
+    won = store.settle([], claim)[1]
+    assert len(won) == 2 and scheduler.won(0.0, won) == 1  # room filled: pass it on, hop 1
+    scheduler.rung(1)
+    claim = scheduler.request(0.0, 1000.0, room=2)
+    assert claim is not None
+    won = store.settle([], claim)[1]
+    assert len(won) == 1 and scheduler.won(0.0, won) is None  # room left: nothing waits
+    assert scheduler.won(0.0, []) is None  # a claim answering no ring passes nothing
+
+
+def test_a_ring_a_saturated_runner_cannot_answer_soon_is_passed_on_at_once(
+        tmp_path: Path) -> None:
+    store, _ = store_with(tmp_path, 1)
+    scheduler = Scheduler(store, ME)
+    assert scheduler.to_pass(saturated=True) is None  # no ring, nothing to pass
+    scheduler.rung(2)
+    scheduler.rung(1)  # rings taken together: the fewest hops counts
+    assert scheduler.to_pass(saturated=False) is None  # a claim will answer it
+    assert scheduler.to_pass(saturated=True) == 2
+    assert scheduler.to_pass(saturated=True) is None  # passed once

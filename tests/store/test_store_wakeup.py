@@ -5,7 +5,9 @@ from __future__ import annotations
 import select
 from pathlib import Path
 
-from harunner.store.wakeup import MAX_DRAIN, RING_QUIET, WakeSocket, wake
+import pytest
+
+from harunner.store.wakeup import MAX_DRAIN, RING_QUIET, WakeSocket, ring_first, sender, wake
 
 
 def test_a_wake_reaches_a_listening_socket_and_makes_it_readable(tmp_path: Path) -> None:
@@ -70,4 +72,56 @@ def test_after_a_ring_the_socket_is_quiet_for_a_window_and_keeps_what_came(
         assert select.select([listener], [], [], 1.0)[0] == [listener]
         assert listener.drain(end) == 2
     finally:
+        listener.close()
+
+
+def test_a_client_rings_the_first_runner_that_takes_it_and_the_ring_carries_its_hops(
+        tmp_path: Path) -> None:
+    paths = [tmp_path / f"wake-{slot}.sock" for slot in range(3)]
+    first, second = WakeSocket(paths[1]), WakeSocket(paths[2])  # slot 0 is down
+    try:
+        assert ring_first(paths) == 1
+        assert second.drain(0.0) == 0  # only one runner is rung
+        assert first.drain(0.0) == 1 and first.hops == 0
+        ring_first(paths[1:], hops=2)
+        ring_first(paths[1:], hops=1)
+        assert first.drain(1.0) == 2 and first.hops == 1  # the fewest hops of the drain
+        first.socket.close()
+        assert ring_first(paths) == 2  # a socket nobody reads any more: the next one
+    finally:
+        first.close()
+        second.close()
+    assert ring_first(paths) is None  # nobody listens: never raises
+
+
+def test_a_runner_that_does_not_read_its_rings_fills_its_queue_and_the_next_is_rung(
+        tmp_path: Path) -> None:
+    """A stopped runner's socket takes rings until the kernel's queue is full
+    (net.unix.max_dgram_qlen); after that the client rings the next slot."""
+    queue = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    if queue >= MAX_DRAIN * 4:
+        pytest.skip(f"net.unix.max_dgram_qlen is {queue}: the queue would not fill")
+    paths = [tmp_path / f"wake-{slot}.sock" for slot in range(2)]
+    stopped, live = WakeSocket(paths[0]), WakeSocket(paths[1])
+    out = sender()
+    try:
+        rung = [ring_first(paths, 0, out) for _ in range(MAX_DRAIN * 4)]
+        assert rung[0] == 0 and 1 in rung
+        assert rung.index(1) == rung.count(0)  # the first slot until its queue was full
+        assert live.drain(0.0) > 0
+    finally:
+        out.close()
+        stopped.close()
+        live.close()
+
+
+def test_a_forged_datagram_means_only_look_again(tmp_path: Path) -> None:
+    listener = WakeSocket(tmp_path / "wake-0.sock")
+    out = sender()
+    try:
+        for data in (b"", b"x", b"w\xff\xff\xff", b"\x00" * 16):
+            out.sendto(data, str(listener.path))
+        assert listener.drain(0.0) == 4 and listener.hops == 0  # b"", b"x": no hop byte
+    finally:
+        out.close()
         listener.close()
