@@ -106,8 +106,10 @@ def main() -> None:
                 workers = [p for p, (r, _) in before.items() if r == "worker"]
                 for name, pid in (("runner", runners[0]), ("worker", workers[0])):
                     spies.append(subprocess.Popen(
-                        ["py-spy", "record", "--pid", str(pid), "--rate", "200", "--format",
-                         "raw", "--nonblocking", "-o", str(out / f"{name}-{run}.txt")],
+                        ["py-spy", "record", "--pid", str(pid), "--rate", "200",
+                         *os.environ.get("SPY_FLAGS", "").split(),  # --gil: CPU, not waits
+                         "--format", "raw", "--nonblocking", "-o",
+                         str(out / f"{name}-{run}.txt")],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 time.sleep(1.0)
             me = resource.getrusage(resource.RUSAGE_SELF)

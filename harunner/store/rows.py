@@ -26,6 +26,11 @@ INSERT = (f"INSERT INTO jobs ({', '.join(COLUMNS)}) "
 # generation and state the new record was computed from.
 UPDATE = (f"UPDATE jobs SET {', '.join(f'{c}=?' for c in COLUMNS[1:])} "
           "WHERE job_id=? AND generation=? AND state=?")
+# The columns a transition (`model.advance`) changes; the others are the submission's.
+MOVING = ("state", "generation", "owner_slot", "owner_incarnation", "attempts", "not_before",
+          "updated_at", "result", "error", "history", "seq")
+UPDATE_MOVING = (f"UPDATE jobs SET {', '.join(f'{c}=?' for c in MOVING)} "
+                 "WHERE job_id=? AND generation=? AND state=?")
 _STATES = {state.value for state in JobState}
 
 
@@ -43,6 +48,22 @@ def to_row(record: JobRecord, seq: int) -> tuple[Any, ...]:
 def update_parameters(new: JobRecord, old: JobRecord, seq: int) -> tuple[Any, ...]:
     """Parameters of `UPDATE`: the new values, then the fence (id, old generation, old state)."""
     return (*to_row(new, seq)[1:], old.job_id, old.generation, old.state.value)
+
+
+def update(new: JobRecord, old: JobRecord, seq: int) -> tuple[str, tuple[Any, ...]]:
+    """The compare-and-set `UPDATE` of `old` to `new` and its parameters: only the moving
+    columns when the submission's own are unchanged (a transition keeps them: its args
+    are the same object, so they are not encoded again), else every column."""
+    if (new.args is not old.args or new.name != old.name or new.retries != old.retries
+            or new.backoff != old.backoff or new.timeout != old.timeout
+            or new.created_at != old.created_at):
+        return UPDATE, update_parameters(new, old, seq)
+    owner = new.owner
+    return UPDATE_MOVING, (
+        new.state.value, new.generation, None if owner is None else owner.slot,
+        None if owner is None else owner.incarnation, new.attempts, float(new.not_before),
+        float(new.updated_at), to_json(new.result), new.error, to_json(list(new.history)),
+        seq, old.job_id, old.generation, old.state.value)
 
 
 def from_row(row: Any) -> tuple[JobRecord, int]:

@@ -220,7 +220,7 @@ class JobTable:
 
     def _wrote(self, writer: Writer, old: JobRecord, new: JobRecord) -> bool:
         """Replace `old` by `new` if the row is still at `old`'s generation and state."""
-        done = writer.execute(rows.UPDATE, rows.update_parameters(new, old, writer.next_seq()))
+        done = writer.execute(*rows.update(new, old, writer.next_seq()))
         if done.rowcount != 1:
             writer.sequence -= 1
             return False
