@@ -8,8 +8,9 @@ Each run makes a store in a fresh temporary directory, submits and assigns
 runner's loop: it starts as many jobs as `free_slots()` allows, waits on
 `sentinels()`, reaps, and starts more, until every job is settled. Runs of
 the modes alternate. Reported per mode: the median jobs/s over the runs, the
-median and p99 of start() -> outcome latency over all jobs, and the share of
-the time spent recording outcomes in the store (`Executor._record_outcomes`).
+median and p99 of start() -> outcome latency over all jobs, and the CPU time
+per job of this process (the executor and its recorder thread) and of the
+workers (from /proc).
 The load average is printed before and after.
 """
 
@@ -54,17 +55,9 @@ def one_run(mode: str, jobs: int, concurrency: int, root: Path,
     executor = Executor(root / "state", (str(folder),), 2.0, "forkserver",
                         worker_mode=mode, concurrency=concurrency)
     executor.warm_up()
-    recording = [0.0]
-    record_outcomes = executor._record_outcomes
-
-    def timed(finishes):  # type: ignore[no-untyped-def]
-        began = time.perf_counter()
-        try:
-            return record_outcomes(finishes)
-        finally:
-            recording[0] += time.perf_counter() - began
-
-    executor._record_outcomes = timed  # type: ignore[method-assign]
+    time.sleep(0.5)  # the workers up
+    workers_before = _children_cpu()
+    mine_before = time.process_time()
     started: dict[str, float] = {}
     latencies: list[float] = []
     waiting = list(reversed(records))
@@ -82,9 +75,35 @@ def one_run(mode: str, jobs: int, concurrency: int, root: Path,
                 raise SystemExit(f"job {settled.job_id} ended {settled.outcome}: {error}")
             latencies.append((now - started[settled.job_id]) * 1000)
     elapsed = time.monotonic() - began
+    mine = time.process_time() - mine_before
+    workers_after = _children_cpu()
+    worker_cpu = sum(cpu - workers_before.get(pid, 0.0) for pid, cpu in workers_after.items())
     executor.shutdown()
-    return {"rate": jobs / elapsed, "latencies": latencies, "recording": recording[0],
-            "elapsed": elapsed, "concurrency": executor.concurrency}
+    return {"rate": jobs / elapsed, "latencies": latencies, "elapsed": elapsed,
+            "executor_ms": 1000 * mine / jobs, "worker_ms": 1000 * worker_cpu / jobs,
+            "concurrency": executor.concurrency}
+
+
+def _children_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of every descendant of this process, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, float] = {}
+    todo = [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                kids = [int(x) for x in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for kid in kids:
+                try:
+                    stat = Path(f"/proc/{kid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                except OSError:
+                    continue
+                found[kid] = (int(stat[11]) + int(stat[12])) / ticks
+                todo.append(kid)
+    return found
 
 
 def p99(values: list[float]) -> float:
@@ -114,19 +133,19 @@ def main() -> None:
                                  Path(jobs_folder.name))
             results[mode].append(result)
             print(f"run {run + 1} {mode:8s}: {result['rate']:7.1f} jobs/s "
-                  f"({result['elapsed']:.2f} s, {result['recording']:.2f} s recording)",
-                  flush=True)
+                  f"({result['elapsed']:.2f} s); CPU ms per job: executor "
+                  f"{result['executor_ms']:.3f}, workers {result['worker_ms']:.3f}", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for mode, runs in results.items():
         rates = [float(r["rate"]) for r in runs]  # type: ignore[arg-type]
         latencies = [x for r in runs for x in r["latencies"]]  # type: ignore[attr-defined]
-        share = sum(float(r["recording"]) / float(r["elapsed"])  # type: ignore[arg-type]
-                    for r in runs) / len(runs)
+        executor_ms = statistics.median(float(r["executor_ms"]) for r in runs)  # type: ignore[arg-type]
+        worker_ms = statistics.median(float(r["worker_ms"]) for r in runs)  # type: ignore[arg-type]
         print(f"{mode:8s} concurrency {runs[0]['concurrency']}: median "
               f"{statistics.median(rates):.1f} jobs/s (runs: "
               f"{', '.join(f'{x:.0f}' for x in rates)}); start->outcome median "
               f"{statistics.median(latencies):.2f} ms, p99 {p99(latencies):.2f} ms; "
-              f"recording {100 * share:.0f} % of the time")
+              f"CPU ms per job: executor {executor_ms:.3f}, workers {worker_ms:.3f}")
 
 
 if __name__ == "__main__":
