@@ -24,7 +24,8 @@ Invariants:
   re-run from its checkpoint after a short capped wait, attempts unchanged.
 - A worker is signalled only through its pidfd. Timeouts use the monotonic
   `now` passed in; retry times the wall clock (`clock`), like `not_before`.
-- At most LAUNCH_BATCH workers start per turn: a big take-over never holds the loop.
+- New workers start within a turn's budget (`pool.LaunchBudget`): a big take-over never
+  holds the loop (its beats) for long, even when a start takes tens of ms under load.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ from harunner.store.transitions import Claim
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
-LAUNCH_BATCH = 8  # worker processes started per turn at most (the loop beats between turns)
 log = logging.getLogger("harunner.executor")
 
 
@@ -99,7 +99,6 @@ class Executor:
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
         self._group = GroupCommit(self._store)
-        self._launches = LAUNCH_BATCH  # new workers this turn may start (`reap` refills it)
         self._launch_more = False  # the last dispatch stopped for want of that budget
         self._early: list[WorkerExit] = []  # settled outside `reap`, reported by the next
         self._record_retry_at: float | None = None
@@ -198,13 +197,11 @@ class Executor:
         times += [t for t in (*self._waiting.values(), self._record_retry_at,
                               self._pool.spare_due(), self._group.lingers_until())
                   if t is not None]
-        if self._launch_more:
-            times.append(0.0)  # more to start than one turn's LAUNCH_BATCH: go on at once
-        return min(times, default=None)
+        return 0.0 if self._launch_more else min(times, default=None)  # more to start: now
 
     def reap(self, now: float) -> list[WorkerExit]:
         """Collect outcomes and deaths, record them in one batch, resume and start jobs."""
-        self._launches = LAUNCH_BATCH
+        self._pool.budget.refill()
         ended = self._collect_outcomes() + self._collect_deaths()
         if self._unrecorded and (self._record_retry_at is None or self._record_retry_at <= now):
             ended += [item for item in self._unrecorded.values() if item not in ended]
@@ -297,10 +294,9 @@ class Executor:
         self._launch_more = False
         while self._queue and failures <= self.concurrency:
             if not self._pool.idle:  # the next one needs a worker started now
-                if self._launches <= 0:
+                if not self._pool.budget.take():
                     self._launch_more = len(self._pool.busy) < self.concurrency
                     return
-                self._launches -= 1
             proc = self._pool.free_worker()
             if proc is None:
                 return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import select
 import signal
+import time
 
 from harunner.executor import descendants
 from harunner.executor.attempt import Outcome
@@ -31,7 +32,34 @@ from harunner.executor.launcher import (
 from harunner.pidfds import has_exited
 
 SPARE_DELAY = 0.1  # process mode: after a start, wait this long before starting the next spare
+LAUNCH_BATCH = 8  # worker processes started per turn at most (the loop beats between turns)
+LAUNCH_TIME = 0.05  # no more starts in a turn once its starts took this long (at least one)
 log = logging.getLogger("harunner.executor")
+
+
+class LaunchBudget:
+    """The new workers one turn of the loop may still start: LAUNCH_BATCH, and none once
+    LAUNCH_TIME has gone by since the turn's first start (one start can take tens of ms
+    on a loaded host: a take-over of hundreds of jobs then starts them over many turns,
+    and the loop beats between them)."""
+
+    def __init__(self) -> None:
+        self.left = LAUNCH_BATCH
+        self.until: float | None = None
+
+    def refill(self) -> None:
+        """A new turn."""
+        self.left, self.until = LAUNCH_BATCH, None
+
+    def take(self) -> bool:
+        """Whether one more worker may start now (if so, it counts)."""
+        now = time.monotonic()
+        if self.left <= 0 or (self.until is not None and now >= self.until):
+            return False
+        self.left -= 1
+        if self.until is None:
+            self.until = now + LAUNCH_TIME
+        return True
 
 
 class Pool:
@@ -48,6 +76,7 @@ class Pool:
         self.idle: list[WorkerProcess] = []
         self.retiring: list[WorkerProcess] = []
         self.spare_at: float | None = None
+        self.budget = LaunchBudget()  # the executor refills it each turn (`reap`)
 
     def pids(self) -> list[int]:
         """The pids of every live worker, busy or idle."""

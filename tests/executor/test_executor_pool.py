@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from executor_harness import Harness, alive, wait_for, zombie_children
@@ -153,3 +154,32 @@ def test_idle_workers_do_not_wake_up(pool):
     time.sleep(1.0)  # measuring idleness: there is no condition to wait for
     after = {pid: switches(pid) for pid in workers}
     assert all(after[pid] - before[pid] <= 2 for pid in workers), (before, after)
+
+
+def test_slow_worker_starts_end_the_turn_after_launch_time(tmp_path, monkeypatch):
+    """A big take-over in process mode starts workers over several turns: once a turn's
+    starts took LAUNCH_TIME (here each takes 30 ms, as on a loaded host) it starts no
+    more, so the runner's loop goes back to beating; the rest start at later turns."""
+    from harunner.executor.pool import LAUNCH_TIME
+
+    h = Harness(tmp_path, worker_mode="process", concurrency=10)
+    try:
+        launched = []
+        original = h.executor._pool._launch
+
+        def slow_launch():
+            launched.append(time.monotonic())
+            time.sleep(0.03)
+            return original()
+
+        monkeypatch.setattr(h.executor._pool, "_launch", slow_launch)
+        records = [h.submit("executor_test_jobs.succeed", {"value": v}) for v in range(10)]
+        for record in records:
+            h.executor.start(record)
+        first_turn = len(launched)
+        assert 1 <= first_turn <= 1 + int(LAUNCH_TIME / 0.03), launched
+        assert h.executor.next_deadline() == 0.0  # more to start: the next turn at once
+        h.loop(lambda: len(h.exits) == 10, 30.0)
+        assert sorted(e.outcome for e in h.exits) == ["succeeded"] * 10
+    finally:
+        h.close()
