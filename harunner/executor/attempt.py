@@ -146,8 +146,11 @@ def read_checkpoint(store: JobStore, record: JobRecord,
     """The newest readable checkpoint; each one skipped is logged and recorded as an event."""
     if not isinstance(store, Store):  # a store that keeps checkpoints itself (etcd)
         return store.read_checkpoint(record.job_id)
+    folder_text = store.layout.job_folder_text(record.job_id)
+    if not os.path.isdir(folder_text):  # no folder, no checkpoint (one stat, no pathlib)
+        return None
     skipped: list[tuple[Path, CorruptFileError]] = []
-    folder = store.layout.job_folder(record.job_id)
+    folder = Path(folder_text)
     try:
         found = job_files.read_job_checkpoint(folder, record.job_id,
                                               lambda path, error: skipped.append((path, error)))

@@ -103,13 +103,13 @@ class AttemptLog:
 def open_log(store: JobStore, record: Any, spool: Spool | None) -> AttemptLog:
     """The attempt's log: the job's log if it exists (or there is no spool), else the spool;
     fds 1 and 2 go there."""
-    path = store.layout.job_log(record.job_id)
+    path = store.layout.job_log_text(record.job_id)
     try:
         fd = os.open(path, LOG_FLAGS)
     except FileNotFoundError:
         if spool is not None and spool.usable():
             return AttemptLog(store, record, spool.begin(record.job_id), spool)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, LOG_FLAGS | os.O_CREAT, 0o600)
     os.dup2(fd, 1, inheritable=True)
     os.dup2(fd, 2, inheritable=True)

@@ -31,6 +31,7 @@ and none spells a file name of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -163,6 +164,18 @@ class Layout:
 
     def job_log(self, job_id: str) -> Path:
         return self.job_folder(job_id) / "job.log"
+
+    @cached_property
+    def jobs_text(self) -> str:
+        """`jobs` as text: a worker builds two job paths per attempt, and pathlib's joins
+        cost more than the attempt of a no-op job itself."""
+        return os.fspath(self.jobs)
+
+    def job_folder_text(self, job_id: str) -> str:
+        return f"{self.jobs_text}/{job_id}"
+
+    def job_log_text(self, job_id: str) -> str:
+        return f"{self.jobs_text}/{job_id}/job.log"
 
     def active_marker(self, job_id: str) -> Path:
         return self.active_index / job_id
