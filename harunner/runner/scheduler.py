@@ -16,9 +16,10 @@ attempt ended, it was just started), again at once while it is still finding
 work, and otherwise every `rescan` seconds (a retry whose back-off ran out
 needs no poke). A client rings one runner (`harunner.store.wakeup`); the ring
 is passed on to the next runner when this one's claim fills the room it asked
-for or it has no room (`rung`, `to_pass`, `won`), so the others are woken only
-when jobs are left waiting. Each look is one indexed query bounded by the room it has, so
-its cost does not grow with the number of pending or finished jobs.
+for, or when every worker is busy with nothing queued (`rung`, `to_pass`,
+`won`), so the others are woken only when jobs may be left waiting. Each look
+is one indexed query bounded by the room it has, so its cost does not grow
+with the number of pending or finished jobs.
 
 Claimed jobs stuck in the queue behind longer ones are given back
 (`give_back`: PENDING again at their generation, the claim not counted as an

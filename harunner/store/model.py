@@ -119,6 +119,8 @@ def _replaced(record: JobRecord, **changes: Any) -> JobRecord:
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(JobRecord))
+if hasattr(JobRecord, "__post_init__") or hasattr(JobRecord, "__slots__"):
+    raise TypeError("JobRecord gained __post_init__ or __slots__: `_replaced` must call it")
 
 
 def stamp(now: float) -> str:
