@@ -146,11 +146,10 @@ class Client:
         if not self._doorbells:  # the state directory checked once, on the first submission
             check_state_dir(self.config.state_path)
             self._doorbells = [self.layout.wake(slot) for slot in range(self.config.slots)]
+            self._ringer = sender()
         records = self.store.submit_many([
             StoreSubmission(each.spec.name, each.args, each.spec.retries, each.spec.backoff,
                             each.spec.timeout) for each in checked])
-        if self._ringer is None:
-            self._ringer = sender()
         ring_first(self._doorbells, 0, self._ringer)  # one runner; it passes the ring on
         return [JobHandle(record.job_id, self) for record in records]
 

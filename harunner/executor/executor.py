@@ -142,7 +142,7 @@ class Executor:
 
     def saturated(self) -> bool:
         """Every worker busy, nothing queued nor being claimed: new work waits for an end."""
-        return self.room() <= 0 and not self._queue and not self._group.claiming
+        return not self._queue and not self._group.claiming and self.room() <= 0
 
     def want(self, claim: Claim) -> None:
         """Claim due jobs in the recorder's next transaction (`take_claimed` gets them)."""

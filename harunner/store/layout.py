@@ -175,7 +175,7 @@ class Layout:
         return f"{self.jobs_text}/{job_id}"
 
     def job_log_text(self, job_id: str) -> str:
-        return f"{self.jobs_text}/{job_id}/job.log"
+        return f"{self.job_folder_text(job_id)}/job.log"
 
     def active_marker(self, job_id: str) -> Path:
         return self.active_index / job_id

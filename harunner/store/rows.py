@@ -36,13 +36,21 @@ _STATES = {state.value for state in JobState}
 
 def to_row(record: JobRecord, seq: int) -> tuple[Any, ...]:
     """The column values of `record`, stamped with change number `seq`."""
+    (state, generation, slot, incarnation, attempts, not_before, updated_at, result, error,
+     history, seq) = _moving(record, seq)
+    return (record.job_id, record.name, state, generation, slot, incarnation, attempts,
+            record.retries, float(record.backoff), record.timeout, not_before,
+            float(record.created_at), updated_at, to_json(record.args), result, error, history,
+            seq)
+
+
+def _moving(record: JobRecord, seq: int) -> tuple[Any, ...]:
+    """The values of the MOVING columns of `record`, in that order."""
     owner = record.owner
-    return (record.job_id, record.name, record.state.value, record.generation,
-            None if owner is None else owner.slot, None if owner is None else owner.incarnation,
-            record.attempts, record.retries, float(record.backoff), record.timeout,
-            float(record.not_before), float(record.created_at), float(record.updated_at),
-            to_json(record.args), to_json(record.result), record.error,
-            to_json(list(record.history)), seq)
+    return (record.state.value, record.generation, None if owner is None else owner.slot,
+            None if owner is None else owner.incarnation, record.attempts,
+            float(record.not_before), float(record.updated_at), to_json(record.result),
+            record.error, to_json(list(record.history)), seq)
 
 
 def update_parameters(new: JobRecord, old: JobRecord, seq: int) -> tuple[Any, ...]:
@@ -58,12 +66,7 @@ def update(new: JobRecord, old: JobRecord, seq: int) -> tuple[str, tuple[Any, ..
             or new.backoff != old.backoff or new.timeout != old.timeout
             or new.created_at != old.created_at):
         return UPDATE, update_parameters(new, old, seq)
-    owner = new.owner
-    return UPDATE_MOVING, (
-        new.state.value, new.generation, None if owner is None else owner.slot,
-        None if owner is None else owner.incarnation, new.attempts, float(new.not_before),
-        float(new.updated_at), to_json(new.result), new.error, to_json(list(new.history)),
-        seq, old.job_id, old.generation, old.state.value)
+    return UPDATE_MOVING, (*_moving(new, seq), old.job_id, old.generation, old.state.value)
 
 
 def from_row(row: Any) -> tuple[JobRecord, int]:

@@ -4,12 +4,13 @@ A client that has just stored jobs durably rings one runner: it sends one
 datagram to the first `run/wake-<slot>.sock` (a Unix datagram socket in the
 0700 run/ folder) that takes it, slot 0 first (`ring_first`). The runner that
 receives it looks at the store's change feed and claims now instead of at
-its next periodic look; when its claim fills the room it had, or it had no
-room at all, it passes the ring on to the next slot (`Scheduler.rung` /
-`passed`), so work spreads to the other runners only when one runner leaves
-jobs waiting, and a trickle of submissions costs one runner's turn, not
-every runner's. Each datagram carries its hop count (one byte after the
-`w`); a ring goes at most `slots - 1` hops, so rings never circle.
+its next periodic look; when its claim fills the room it asked for, or every
+worker it has is busy with nothing queued, it passes the ring on to the next
+slot (`pass_on`; the rule is `Scheduler.rung`, `to_pass` and `won`), so work
+spreads to the other runners only when one runner leaves jobs waiting, and a
+trickle of submissions costs one runner's turn, not every runner's. Each
+datagram carries its hop count (one byte after the `w`); a ring goes at most
+`slots - 1` hops, so rings never circle.
 
 A datagram carries nothing the runner trusts: any bytes mean only "look
 again", the hop count only bounds the passing on, so a forged or flooding
@@ -116,13 +117,10 @@ def sender() -> socket.socket:
     return made
 
 
-def wake(paths: Iterable[Path], hops: int = 0) -> int:
+def wake(paths: Iterable[Path]) -> int:
     """Send one wake-up datagram to each path; how many were delivered (errors ignored)."""
-    delivered = 0
     with sender() as out:
-        for path in paths:
-            delivered += _send(out, path, hops)
-    return delivered
+        return sum(_send(out, path, 0) for path in paths)
 
 
 def ring_first(paths: Sequence[Path], hops: int = 0, out: socket.socket | None = None
