@@ -51,8 +51,8 @@ def test_the_counters_and_the_report_count_a_sigkill_of_a_jobs_owner(make_cluste
     cluster.start()
     # Up comes from the first beat, the role from the election after it: wait for both.
     poll(lambda: (s := scrape(port)) and value(s, "harunner_runner_up") == 3
-              and value(s, "harunner_runner_role", role="primary") == 1 and s, 20,
-              "three runners up on the endpoint, one of them primary")
+         and value(s, "harunner_runner_role", role="primary") == 1 and s, 20,
+         "three runners up on the endpoint, one of them primary")
     quick = [cluster.submit("itjobs.ticker", to=3, delay=0.001) for _ in range(3)]
     for job in quick:
         assert cluster.finished(job).state is JobState.SUCCEEDED
