@@ -30,6 +30,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -56,6 +57,8 @@ from harunner.store.transitions import Claim
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
+BATCH_MAX = 16         # pool mode: jobs handed to one worker in one message at most
+BATCH_WINDOW = 0.01    # ... and no more than this much work at the measured attempt time
 log = logging.getLogger("harunner.executor")
 
 
@@ -178,8 +181,8 @@ class Executor:
         return self._pool.idle[-1].pid if self._pool.idle else None
 
     def worker_pid(self, job_id: str) -> int | None:
-        """The pid of the worker running `job_id` now, if any."""
-        return getattr(self._pool.busy.get(job_id), "pid", None)
+        """The pid of the worker running `job_id` now (not one it waits in), if any."""
+        return self._pool.busy[job_id].pid if self._pool.running(job_id) else None
 
     def worker_pids(self) -> list[int]:  # every live worker, busy or idle
         return self._pool.pids()
@@ -192,7 +195,7 @@ class Executor:
     def next_deadline(self) -> float | None:
         """The earliest monotonic time at which `check_timeouts` or `reap` has work to do."""
         times = [job.deadline if job.terminated_at is None else job.terminated_at + self.grace
-                 for job in map(self._jobs.__getitem__, self._pool.busy)
+                 for job in (self._jobs[job_id] for job_id, _ in self._pool.heads())
                  if job.deadline is not None]
         times += [t for t in (*self._waiting.values(), self._record_retry_at,
                               self._pool.spare_due(), self._group.lingers_until())
@@ -203,6 +206,7 @@ class Executor:
         """Collect outcomes and deaths, record them in one batch, resume and start jobs."""
         self._pool.budget.refill()
         ended = self._collect_outcomes() + self._collect_deaths()
+        self._requeue(now)
         if self._unrecorded and (self._record_retry_at is None or self._record_retry_at <= now):
             ended += [item for item in self._unrecorded.values() if item not in ended]
             self._record_retry_at = None
@@ -234,7 +238,7 @@ class Executor:
     def check_timeouts(self, now: float) -> list[str]:
         """SIGTERM the worker group of each job past its timeout; SIGKILL the tree after grace."""
         signalled = []
-        for job_id, proc in self._pool.busy.items():
+        for job_id, proc in self._pool.heads():
             job = self._jobs[job_id]
             if job.deadline is None or now < job.deadline:
                 continue
@@ -261,7 +265,11 @@ class Executor:
         proc = self._pool.busy.get(job_id)
         if proc is None:
             return WorkerExit(job_id, generation, None, "killed")
+        if not self._pool.running(job_id):  # it waits behind another job of its worker
+            self._pool.abandon(job_id)
+            return WorkerExit(job_id, generation, None, "killed")
         code = self._pool.kill(job_id)
+        self._requeue(time.monotonic())  # the jobs that waited behind it
         spool.adopt(self._store.layout, proc.pid, job_id)  # what the attempt wrote, into its log
         return WorkerExit(job_id, generation, code, "killed")
 
@@ -288,32 +296,62 @@ class Executor:
     # -- starting and ending attempts --------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
-        """Hand queued jobs to free workers, oldest first, starting no more new worker
-        processes than this turn's budget (the rest at the next turns)."""
+        """Hand queued jobs to free workers, oldest first, several to a worker when attempts
+        are short (`_batch_size`), starting no more new worker processes than this turn's
+        budget (the rest at the next turns)."""
         failures = 0
         self._launch_more = False
         while self._queue and failures <= self.concurrency:
             if not self._pool.idle:  # the next one needs a worker started now
                 if not self._pool.budget.take():
-                    self._launch_more = len(self._pool.busy) < self.concurrency
+                    self._launch_more = len(self._pool.working) < self.concurrency
                     return
+            count = self._batch_size()
             proc = self._pool.free_worker()
             if proc is None:
                 return
-            job_id = self._queue[0]
-            job = self._jobs[job_id]
+            jobs = [(job_id, self._jobs[job_id].record.generation)
+                    for job_id in itertools.islice(self._queue, count)]
+            message = tuple(itertools.starmap(Assignment, jobs))
             try:
-                proc.connection.send(Assignment(job_id, job.record.generation))
+                proc.connection.send(message[0] if count == 1 else message)
             except OSError as error:
                 log.warning("worker %d unusable (%s); using another", proc.pid, error)
                 self._pool.bury(proc)
                 failures += 1
                 continue
-            self._queue.popleft()
-            self._pool.started(job_id, proc, now)
-            job.started_at, job.terminated_at = now, None
-            self.lookahead.started(job_id)
-            job.deadline = now + job.record.timeout if job.record.timeout else None
+            for _ in range(count):
+                self.lookahead.started(self._queue.popleft())
+            self._pool.started(jobs, proc, now)
+            self._began(jobs[0][0], now)
+
+    def _batch_size(self) -> int:
+        """How many queued jobs the next free worker gets: one in process mode or while
+        attempt times are unknown; else the queue's share per free worker, at most
+        BATCH_MAX and BATCH_WINDOW of work (a long job never holds many behind it)."""
+        took = self.lookahead.attempt_time
+        if self.worker_mode == "process" or took is None or len(self._queue) == 1:
+            return 1
+        free = max(1, self.concurrency - len(self._pool.working))
+        share = -(-len(self._queue) // free)
+        return max(1, min(BATCH_MAX, share, int(BATCH_WINDOW / max(took, 1e-6))))
+
+    def _began(self, job_id: str, now: float) -> None:
+        """`job_id` is the one its worker runs now: its clocks start."""
+        job = self._jobs[job_id]
+        job.started_at, job.terminated_at = now, None
+        job.deadline = now + job.record.timeout if job.record.timeout else None
+
+    def _requeue(self, now: float) -> None:
+        """Jobs a worker was given and never ran (it ended first) go back to the queue's front;
+        the workers that now run the next job of their list start its clocks."""
+        for job_id in reversed(self._pool.take_unstarted()):
+            job = self._jobs[job_id]
+            job.started_at = job.deadline = job.terminated_at = None
+            self._queue.appendleft(job_id)
+        for job_id, _ in self._pool.heads():
+            if self._jobs[job_id].started_at is None:
+                self._began(job_id, now)
 
     def _collect_outcomes(self) -> list[Ended]:
         now = time.monotonic()

@@ -28,8 +28,9 @@ import multiprocessing
 import os
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import spawn
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -54,13 +55,15 @@ class Owner(Protocol):
 
 @dataclass
 class WorkerProcess:
-    """A launched worker: its process, a pidfd, the executor's end of its pipe."""
+    """A launched worker: its process, a pidfd, the executor's end of its pipe, and the
+    jobs it was given and has not reported yet, in the order it runs them (the first runs)."""
 
     process: BaseProcess
     pid: int
     pidfd: int
     connection: Connection
     start_ticks: int
+    jobs: deque[tuple[str, int | None]] = field(default_factory=deque)  # None: abandoned
 
 
 class Launcher:

@@ -63,7 +63,7 @@ class LaunchBudget:
 
 
 class Pool:
-    """Idle, busy and retiring workers of one executor."""
+    """Idle, working and retiring workers of one executor, and the jobs each was given."""
 
     def __init__(self, launcher: Launcher, mode: str, concurrency: int, keep_spare: bool,
                  adopting: bool) -> None:
@@ -72,45 +72,61 @@ class Pool:
         self.concurrency = concurrency
         self.keep_spare = keep_spare
         self.adopting = adopting
-        self.busy: dict[str, WorkerProcess] = {}
+        self.busy: dict[str, WorkerProcess] = {}  # every job given to a worker, not reported
+        self.working: dict[int, WorkerProcess] = {}  # pid -> a worker with jobs to report
         self.idle: list[WorkerProcess] = []
         self.retiring: list[WorkerProcess] = []
+        self.unstarted: list[str] = []  # given to a worker that ended before running them
+        self.reported: list[tuple[str, Outcome]] = []  # read early (by `kill`), not returned
         self.spare_at: float | None = None
         self.budget = LaunchBudget()  # the executor refills it each turn (`reap`)
 
     def pids(self) -> list[int]:
-        """The pids of every live worker, busy or idle."""
-        return [p.pid for p in [*self.busy.values(), *self.idle]]
+        """The pids of every live worker, working or idle."""
+        return [p.pid for p in [*self.working.values(), *self.idle]]
 
     def sentinels(self) -> list[int]:
-        """Busy workers' pipes (an outcome arrived) and every worker's pidfd (it exited)."""
-        fds = [proc.connection.fileno() for proc in self.busy.values()]
-        procs = [*self.busy.values(), *self.idle, *self.retiring]
+        """Working workers' pipes (an outcome arrived) and every worker's pidfd (it exited)."""
+        fds = [proc.connection.fileno() for proc in self.working.values()]
+        procs = [*self.working.values(), *self.idle, *self.retiring]
         return fds + [proc.pidfd for proc in procs if proc.pidfd >= 0]
+
+    def heads(self) -> list[tuple[str, WorkerProcess]]:
+        """The job each working worker runs now (the first of its list), unless abandoned."""
+        return [(proc.jobs[0][0], proc) for proc in self.working.values()
+                if proc.jobs and proc.jobs[0][1] is not None]
+
+    def running(self, job_id: str) -> bool:
+        """`job_id` is the job its worker runs now (not one waiting behind it)."""
+        proc = self.busy.get(job_id)
+        return proc is not None and proc.jobs[0][0] == job_id and proc.jobs[0][1] is not None
 
     # -- getting a worker --------------------------------------------------------------
 
     def free_worker(self) -> WorkerProcess | None:
-        """An idle live worker, or a new one if there is room; None if all are busy."""
+        """An idle live worker, or a new one if there is room; None if all are working."""
         while self.idle:
             proc = self.idle.pop()
             if not has_exited(proc.pidfd):
                 return proc
             self.bury(proc)
-        if len(self.busy) >= self.concurrency:
+        if len(self.working) >= self.concurrency:
             return None
         return self._launch()
 
-    def started(self, job_id: str, proc: WorkerProcess, now: float) -> None:
-        """`proc` took `job_id`."""
-        self.busy[job_id] = proc
+    def started(self, jobs: list[tuple[str, int]], proc: WorkerProcess, now: float) -> None:
+        """`proc` took `jobs` (id, generation), to run in that order."""
+        for job_id, _ in jobs:
+            self.busy[job_id] = proc
+        proc.jobs.extend(jobs)
+        self.working[proc.pid] = proc
         if self.mode == "process" and self.spare_at is None:
             self.spare_at = now + SPARE_DELAY
 
     def fill(self, now: float) -> None:
         """Pool: keep `concurrency` workers alive. Process: one spare, SPARE_DELAY after a start."""
         if self.mode == "pool":
-            while len(self.busy) + len(self.idle) < self.concurrency:
+            while len(self.working) + len(self.idle) < self.concurrency:
                 proc = self._launch()
                 if proc is None:
                     return
@@ -127,7 +143,7 @@ class Pool:
         """Process mode: when the next spare is due, if one is."""
         if self.mode != "process" or not self.keep_spare or self.idle:
             return None
-        if len(self.busy) >= self.concurrency:
+        if len(self.working) >= self.concurrency:
             return None
         return self.spare_at
 
@@ -140,47 +156,72 @@ class Pool:
 
     # -- outcomes and deaths ---------------------------------------------------------------
 
-    def receive(self, job_id: str) -> Outcome | None:
-        """The outcome waiting on `job_id`'s worker's pipe, if any; the worker is then freed."""
-        proc = self.busy[job_id]
-        try:
-            outcome = proc.connection.recv() if _readable(proc.connection.fileno()) else None
-        except (EOFError, OSError):
-            outcome = None
-        if not isinstance(outcome, Outcome):
-            return None
-        del self.busy[job_id]
-        if outcome.retire or self.mode == "process":
-            self.retiring.append(proc)
-        else:
+    def receive(self, proc: WorkerProcess) -> list[tuple[str, Outcome]]:
+        """The outcomes waiting on `proc`'s pipe, in its order; a worker that reported all
+        its jobs is free again (idle, or retiring), one that retires leaves the rest
+        `unstarted`. An abandoned job's outcome is dropped."""
+        found = []
+        fd = proc.connection.fileno()
+        while proc.jobs and _readable(fd):
+            try:
+                outcome = proc.connection.recv()
+            except (EOFError, OSError):
+                break
+            if not isinstance(outcome, Outcome) or outcome.job_id != proc.jobs[0][0]:
+                log.warning("worker %d sent %r out of turn; ignored", proc.pid, outcome)
+                continue
+            job_id, generation = proc.jobs.popleft()
+            if generation is not None:  # else abandoned: dropped
+                del self.busy[job_id]
+                found.append((job_id, outcome))
+            if outcome.retire or self.mode == "process":
+                self._leave(proc)
+                self.retiring.append(proc)
+                return found
+        if not proc.jobs and self.working.pop(proc.pid, None) is not None:
             self.idle.append(proc)
-        return outcome
+        return found
+
+    def _leave(self, proc: WorkerProcess) -> None:
+        """`proc` will run nothing more: what it was given and did not run is unstarted."""
+        self.working.pop(proc.pid, None)
+        while proc.jobs:
+            job_id, generation = proc.jobs.popleft()
+            if generation is not None:
+                del self.busy[job_id]
+                self.unstarted.append(job_id)
+
+    def take_unstarted(self) -> list[str]:
+        """Jobs given to a worker that ended before running them, oldest first: to queue again."""
+        taken, self.unstarted = self.unstarted, []
+        return taken
 
     def outcomes(self) -> list[tuple[str, Outcome]]:
-        """Every outcome waiting on a busy worker's pipe."""
-        found = []
-        for job_id in list(self.busy):
-            outcome = self.receive(job_id)
-            if outcome is not None:
-                found.append((job_id, outcome))
+        """Every outcome waiting on a working worker's pipe."""
+        found, self.reported = self.reported, []
+        for proc in list(self.working.values()):
+            found += self.receive(proc)
         return found
 
     def deaths(self) -> list[tuple[str, int | Outcome, int]]:
-        """Busy workers that exited: (job, exit code, pid), or (job, outcome, pid) if it
-        reported first.
-
-        Idle and retiring workers that exited are buried on the way.
-        """
+        """Working workers that exited: (job, exit code, pid) for the job each ran, or
+        (job, outcome, pid) for what it reported first; the jobs it had not run yet are
+        `unstarted`. Idle and retiring workers that exited are buried on the way."""
         found: list[tuple[str, int | Outcome, int]] = []
-        for job_id, proc in list(self.busy.items()):
+        for proc in list(self.working.values()):
             if not has_exited(proc.pidfd):
                 continue
-            outcome = self.receive(job_id)  # sent just before it exited, after we looked
-            if outcome is not None:
-                found.append((job_id, outcome, proc.pid))
-                continue
-            del self.busy[job_id]
-            found.append((job_id, self.bury(proc), proc.pid))
+            found += [(job_id, outcome, proc.pid) for job_id, outcome in self.receive(proc)]
+            if proc.pid not in self.working:
+                continue  # it reported everything (sent just before it exited, after we looked)
+            head, generation = proc.jobs.popleft()
+            dead = generation is not None
+            if dead:
+                del self.busy[head]
+            self._leave(proc)
+            code = self.bury(proc)
+            if dead:
+                found.append((head, code, proc.pid))
         for group in (self.idle, self.retiring):
             for proc in [p for p in group if has_exited(p.pidfd)]:
                 group.remove(proc)
@@ -189,17 +230,32 @@ class Pool:
 
     # -- killing -----------------------------------------------------------------------
 
-    def kill(self, job_id: str) -> int | None:
-        """Kill `job_id`'s worker tree and bury it: its exit code; None if it had reported."""
-        if self.receive(job_id) is not None:  # it had just reported: the worker is free
-            return None
+    def abandon(self, job_id: str) -> None:
+        """Forget `job_id`, which waits behind another job in its worker's list: the worker
+        still gets to it (and finds it is no longer its runner's to run); its outcome is
+        dropped."""
         proc = self.busy.pop(job_id)
+        for index, (waiting, generation) in enumerate(proc.jobs):
+            if waiting == job_id and generation is not None:
+                proc.jobs[index] = (job_id, None)
+
+    def kill(self, job_id: str) -> int | None:
+        """Kill the tree of the worker running `job_id` and bury it: its exit code; None if
+        it had reported (the worker is then free). The jobs behind it are unstarted."""
+        proc = self.busy[job_id]
+        self.reported += self.receive(proc)  # others' outcomes are returned by `outcomes`
+        if job_id not in self.busy:  # it had just reported
+            self.reported = [item for item in self.reported if item[0] != job_id]
+            return None
+        proc.jobs.popleft()
+        del self.busy[job_id]
+        self._leave(proc)
         descendants.kill_tree(proc.pid, proc.pidfd)
         has_exited(proc.pidfd, REAP_WAIT)
         return self.bury(proc)
 
     def shutdown(self) -> None:
-        """Kill and bury every idle and retiring worker (busy ones are killed per job)."""
+        """Kill and bury every idle and retiring worker (working ones are killed per job)."""
         procs = [*self.idle, *self.retiring]
         for proc in procs:
             descendants.kill_tree(proc.pid, proc.pidfd)

@@ -17,10 +17,13 @@ The executor starts `serve(setup, connection, max_jobs)` in a fresh process
    an attempt without a job log goes, and a thread that gives an attempt its
    log after SPOOL_AFTER), before any attempt, so the thread is part of the
    baseline; a spool that cannot be made means job logs are written directly;
-4. blocks on the pipe for an `Assignment` (job id, generation), runs it with
-   `harunner.executor.attempt.run_attempt` (which checks the record, reads the
-   checkpoint, calls the job, and cleans up after it), and sends the
-   `Outcome` back; the executor records it. Then it blocks again.
+4. blocks on the pipe for an `Assignment` (job id, generation), or a tuple of
+   them when attempts are short (the executor's `_batch_size`), runs each in
+   order with `harunner.executor.attempt.run_attempt` (which checks the
+   record, reads the checkpoint, calls the job, and cleans up after it), and
+   sends each `Outcome` back as soon as it has it; the executor records them.
+   Then it blocks again. A retiring attempt ends the list: the worker exits,
+   and the executor queues the jobs it did not run again.
 
 An idle worker costs nothing: its main thread blocks in recv() and its
 watchdog in select() on the pidfd; neither wakes up on a timer.
@@ -83,19 +86,18 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
     spool = open_spool(store.layout)
     while not max_jobs or done < max_jobs:
         try:
-            assignment = connection.recv()
+            message = connection.recv()
         except (EOFError, OSError):
             _exit(EXIT_DONE)
-        if not isinstance(assignment, Assignment):
-            continue
-        outcome = run_attempt(store, assignment, setup.job_entries, spool)
-        done += 1
-        try:
-            connection.send(outcome)
-        except OSError:
-            _exit(EXIT_DONE)
-        if outcome.retire:
-            break
+        for assignment in (message,) if isinstance(message, Assignment) else message:
+            outcome = run_attempt(store, assignment, setup.job_entries, spool)
+            done += 1
+            try:
+                connection.send(outcome)
+            except OSError:
+                _exit(EXIT_DONE)
+            if outcome.retire:  # the rest of the list is left to the executor to re-queue
+                _exit(EXIT_DONE)
     _exit(EXIT_DONE)
 
 
