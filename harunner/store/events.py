@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 FLUSH_LINES = 256  # a buffered log writes at least this often, whatever its owner does
+_ENCODE = json.JSONEncoder(default=str).encode  # made once: `dumps(default=...)` makes one per call
 
 
 class EventLog:
@@ -32,8 +33,7 @@ class EventLog:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Append one event line; never raises (the log is for people, not for safety)."""
-        line = json.dumps({"t": time.time(), "src": self.source, "event": event, **fields},
-                          default=str)
+        line = _ENCODE({"t": time.time(), "src": self.source, "event": event, **fields})
         self._pending.append(line)
         if not self.buffered or len(self._pending) >= FLUSH_LINES:
             self.flush()

@@ -71,12 +71,10 @@ def update(new: JobRecord, old: JobRecord, seq: int) -> tuple[str, tuple[Any, ..
 
 def from_row(row: Any) -> tuple[JobRecord, int]:
     """(the record, its change number) of one `SELECT` row; `CorruptFileError` if it is bad."""
-    values = dict(zip(COLUMNS, row, strict=True))
-    job_id = str(values["job_id"])
     try:
-        return _decode(values), int(values["seq"])
-    except (ValueError, TypeError, KeyError) as error:
-        raise CorruptFileError(f"record of job {job_id} in the job database: {error}; "
+        return _decode(row), int(row[17])
+    except (ValueError, TypeError, KeyError, IndexError) as error:
+        raise CorruptFileError(f"record of job {row[0]} in the job database: {error}; "
                                "cancel or prune the job") from None
 
 
@@ -107,26 +105,25 @@ def never_owned(row: Any) -> bool:
     return row[2] == "pending" and row[3] == 0
 
 
-def _decode(values: dict[str, Any]) -> JobRecord:
-    if values["state"] not in _STATES:
-        raise ValueError(f"unknown state {values['state']!r}")
-    slot, incarnation = values["owner_slot"], values["owner_incarnation"]
+def _decode(row: Any) -> JobRecord:
+    (job_id, name, state, generation, slot, incarnation, attempts, retries, backoff, timeout,
+     not_before, created_at, updated_at, args, result, error, history, _) = row
+    if state not in _STATES:
+        raise ValueError(f"unknown state {state!r}")
     owner = None if slot is None else Owner(_integer(slot), _integer(incarnation))
-    args, history = json.loads(values["args"]), json.loads(values["history"])
+    args, history = json.loads(args), json.loads(history)
     if not isinstance(args, dict):
         raise ValueError(f"args is {args!r}, not an object")
     if not isinstance(history, list) or not all(isinstance(e, str) for e in history):
         raise ValueError("history is not a list of strings")
     return JobRecord(
-        job_id=values["job_id"], name=values["name"], args=args, state=JobState(values["state"]),
-        generation=_integer(values["generation"]), owner=owner,
-        attempts=_integer(values["attempts"]), retries=_integer(values["retries"]),
-        backoff=float(values["backoff"]),
-        timeout=None if values["timeout"] is None else float(values["timeout"]),
-        not_before=float(values["not_before"]), created_at=float(values["created_at"]),
-        updated_at=float(values["updated_at"]),
-        result=None if values["result"] is None else json.loads(values["result"]),
-        error=values["error"], history=tuple(history))
+        job_id=job_id, name=name, args=args, state=JobState(state),
+        generation=_integer(generation), owner=owner, attempts=_integer(attempts),
+        retries=_integer(retries), backoff=float(backoff),
+        timeout=None if timeout is None else float(timeout), not_before=float(not_before),
+        created_at=float(created_at), updated_at=float(updated_at),
+        result=None if result is None else json.loads(result), error=error,
+        history=tuple(history))
 
 
 def _integer(value: Any) -> int:
