@@ -213,15 +213,16 @@ class Store:
 
     def submit_many(self, items: Sequence[t.Submission]) -> list[JobRecord]:
         """Create PENDING jobs in one transaction (one fsync); records in the order given."""
+        texts = []  # each item's args as JSON: checked and encoded once, then stored
         for item in items:
-            t.checked(item)
+            texts.append(t.encoded_args(item))
             if item.job_id is not None:
                 self._checked_id(item.job_id)
         self.init()
-        now, token = self.clock(), os.urandom(2)
+        now, token, count = self.clock(), os.urandom(2), len(items)
         with self._db.write() as writer:
-            return [self._table.create(writer, item, now, token, index, len(items))
-                    for index, item in enumerate(items)]
+            return [self._table.create(writer, item, now, token, index, count, text)
+                    for index, (item, text) in enumerate(zip(items, texts))]
 
     # -- transitions ----------------------------------------------------------------
 

@@ -34,13 +34,15 @@ UPDATE_MOVING = (f"UPDATE jobs SET {', '.join(f'{c}=?' for c in MOVING)} "
 _STATES = {state.value for state in JobState}
 
 
-def to_row(record: JobRecord, seq: int) -> tuple[Any, ...]:
-    """The column values of `record`, stamped with change number `seq`."""
+def to_row(record: JobRecord, seq: int, args_json: str | None = None) -> tuple[Any, ...]:
+    """The column values of `record`, stamped with change number `seq` (`args_json`:
+    `record.args` already encoded by `to_json`, if the caller has it)."""
     (state, generation, slot, incarnation, attempts, not_before, updated_at, result, error,
      history, seq) = _moving(record, seq)
     return (record.job_id, record.name, state, generation, slot, incarnation, attempts,
             record.retries, float(record.backoff), record.timeout, not_before,
-            float(record.created_at), updated_at, to_json(record.args), result, error, history,
+            float(record.created_at), updated_at,
+            to_json(record.args) if args_json is None else args_json, result, error, history,
             seq)
 
 

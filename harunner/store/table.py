@@ -44,6 +44,7 @@ FINISHED = tuple(state.value for state in JobState if state.finished)
 # The due PENDING jobs, earliest first, through index jobs_by_state_due: (now_wall, limit).
 DUE = ("WHERE state='pending' AND not_before<=? ORDER BY not_before, created_at, job_id "
        "LIMIT ?")
+INSERT_NEW = f"{rows.INSERT} ON CONFLICT (job_id) DO NOTHING"  # an existing id is kept
 
 Item = TypeVar("Item")
 Refused = tuple[Any, Exception]
@@ -135,11 +136,11 @@ class JobTable:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def insert(self, writer: Writer, record: JobRecord) -> bool:
-        """Insert `record` unless its job id exists; whether it was inserted."""
+    def insert(self, writer: Writer, record: JobRecord, args_json: str | None = None) -> bool:
+        """Insert `record` unless its job id exists; whether it was inserted. `args_json`:
+        `record.args` already encoded (`to_json`), if the caller has it."""
         seq = writer.next_seq()
-        done = writer.execute(f"{rows.INSERT} ON CONFLICT (job_id) DO NOTHING",
-                              rows.to_row(record, seq))
+        done = writer.execute(INSERT_NEW, rows.to_row(record, seq, args_json))
         if done.rowcount != 1:
             writer.sequence -= 1
             return False
@@ -147,11 +148,12 @@ class JobTable:
         return True
 
     def create(self, writer: Writer, item: Submission, now: float, token: bytes, index: int,
-               count: int) -> JobRecord:
-        """Insert item `index` of a submission of `count`; an explicit id that exists is kept."""
+               count: int, args_json: str | None = None) -> JobRecord:
+        """Insert item `index` of a submission of `count`; an explicit id that exists is kept.
+        `args_json`: `item.args` already encoded, if the caller has it."""
         if item.job_id is not None:
             record = created(item.job_id, item, now)
-            if self.insert(writer, record):
+            if self.insert(writer, record, args_json):
                 return record
             existing = self.fetch_in(writer, item.job_id)
             assert existing is not None
@@ -160,7 +162,7 @@ class JobTable:
             job_id = (job_files.new_job_id(now, token) if count == 1 and attempt == 0 else
                       job_files.new_batch_id(now, os.urandom(2) if attempt else token, index))
             record = created(job_id, item, now)
-            if self.insert(writer, record):
+            if self.insert(writer, record, args_json):
                 return record
         raise StoreError(f"could not find a free job id in {self.db.path}")
 

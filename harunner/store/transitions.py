@@ -98,13 +98,20 @@ def job_of(item: Any) -> str:
 
 def checked(item: Submission) -> Submission:
     """`item` if its arguments are a JSON object; `JobArgumentError` otherwise."""
+    encoded_args(item)
+    return item
+
+
+def encoded_args(item: Submission) -> str:
+    """The JSON text of `item`'s arguments (the `args` column) if they are a JSON object;
+    `JobArgumentError` otherwise (the check and the encoding a row needs, done once)."""
     try:
-        to_json(item.args)
+        text = to_json(item.args)
     except (TypeError, ValueError) as error:
         raise JobArgumentError(f"arguments of {item.name} are not JSON: {error}") from None
     if not isinstance(item.args, dict):
         raise JobArgumentError(f"arguments of {item.name} must be a dict of names to values")
-    return item
+    return text
 
 
 def created(job_id: str, item: Submission, now: float) -> JobRecord:
