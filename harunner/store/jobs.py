@@ -222,7 +222,7 @@ class Store:
         now, token, count = self.clock(), os.urandom(2), len(items)
         with self._db.write() as writer:
             return [self._table.create(writer, item, now, token, index, count, text)
-                    for index, (item, text) in enumerate(zip(items, texts))]
+                    for index, (item, text) in enumerate(zip(items, texts, strict=True))]
 
     # -- transitions ----------------------------------------------------------------
 
