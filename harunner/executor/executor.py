@@ -263,6 +263,10 @@ class Executor:
         if job_id in self._queue:
             self._queue.remove(job_id)
         proc = self._pool.busy.get(job_id)
+        if proc is not None and not self._pool.running(job_id):
+            self._pool.catch_up(proc)  # the jobs ahead of it may have ended: it may run now
+            self._requeue(time.monotonic())
+            proc = self._pool.busy.get(job_id)
         if proc is None:
             return WorkerExit(job_id, generation, None, "killed")
         if not self._pool.running(job_id):  # it waits behind another job of its worker
@@ -346,18 +350,26 @@ class Executor:
         """Jobs a worker was given and never ran (it ended first) go back to the queue's front;
         the workers that now run the next job of their list start its clocks."""
         for job_id in reversed(self._pool.take_unstarted()):
-            job = self._jobs[job_id]
+            job = self._jobs.get(job_id)
+            if job is None:  # killed meanwhile
+                continue
             job.started_at = job.deadline = job.terminated_at = None
             self._queue.appendleft(job_id)
         for job_id, _ in self._pool.heads():
-            if self._jobs[job_id].started_at is None:
+            job = self._jobs.get(job_id)  # (not there: being killed)
+            if job is not None and job.started_at is None:
                 self._began(job_id, now)
+        for pid, job_id in self._pool.take_discarded():
+            spool.adopt(self._store.layout, pid, job_id)
 
     def _collect_outcomes(self) -> list[Ended]:
         now = time.monotonic()
         found = []
         for job_id, outcome in self._pool.outcomes():
-            started = self._jobs[job_id].started_at
+            job = self._jobs.get(job_id)
+            if job is None or job.record.generation != outcome.generation:
+                continue  # read early by a kill of the job behind it, then killed itself
+            started = job.started_at
             if started is not None:
                 self.lookahead.measured(now - started)
             found.append(self._ended(job_id, outcome))

@@ -78,6 +78,7 @@ class Pool:
         self.retiring: list[WorkerProcess] = []
         self.unstarted: list[str] = []  # given to a worker that ended before running them
         self.reported: list[tuple[str, Outcome]] = []  # read early (by `kill`), not returned
+        self.discarded: list[tuple[int, str]] = []  # killed running an abandoned job
         self.spare_at: float | None = None
         self.budget = LaunchBudget()  # the executor refills it each turn (`reap`)
 
@@ -178,9 +179,30 @@ class Pool:
                 self._leave(proc)
                 self.retiring.append(proc)
                 return found
-        if not proc.jobs and self.working.pop(proc.pid, None) is not None:
+        if proc.jobs and proc.jobs[0][1] is None:  # it got to a job given up meanwhile
+            self._discard(proc)
+        elif not proc.jobs and self.working.pop(proc.pid, None) is not None:
             self.idle.append(proc)
         return found
+
+    def catch_up(self, proc: WorkerProcess) -> None:
+        """Read what `proc` reported (returned later by `outcomes`): its list is then current."""
+        self.reported += self.receive(proc)
+
+    def _discard(self, proc: WorkerProcess) -> None:
+        """Kill a worker that runs (or is about to run) an abandoned job; the live jobs behind
+        it are unstarted, and (pid, job) is kept for the executor to adopt its spool."""
+        job_id = proc.jobs[0][0]
+        self._leave(proc)
+        descendants.kill_tree(proc.pid, proc.pidfd)
+        has_exited(proc.pidfd, REAP_WAIT)
+        self.bury(proc)
+        self.discarded.append((proc.pid, job_id))
+
+    def take_discarded(self) -> list[tuple[int, str]]:
+        """The (pid, job) of workers killed for running an abandoned job, since the last call."""
+        taken, self.discarded = self.discarded, []
+        return taken
 
     def _leave(self, proc: WorkerProcess) -> None:
         """`proc` will run nothing more: what it was given and did not run is unstarted."""
@@ -231,9 +253,8 @@ class Pool:
     # -- killing -----------------------------------------------------------------------
 
     def abandon(self, job_id: str) -> None:
-        """Forget `job_id`, which waits behind another job in its worker's list: the worker
-        still gets to it (and finds it is no longer its runner's to run); its outcome is
-        dropped."""
+        """Forget `job_id`, which waits behind another job in its worker's list: should the
+        worker get to it, it is killed (`receive`); an outcome it sent first is dropped."""
         proc = self.busy.pop(job_id)
         for index, (waiting, generation) in enumerate(proc.jobs):
             if waiting == job_id and generation is not None:

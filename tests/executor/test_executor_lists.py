@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from executor_harness import Harness, alive
@@ -75,22 +76,42 @@ def test_the_jobs_behind_a_killed_worker_run_again_on_a_new_one_uncounted(one, m
     one.executor.kill(head.job_id)
 
 
-def test_a_job_killed_while_it_waits_in_a_list_is_dropped_and_the_running_one_goes_on(
+def test_a_job_killed_while_it_waits_in_a_list_never_runs_and_the_one_ahead_goes_on(
         one, monkeypatch):
     sent = lists_sent(one, monkeypatch)
-    pid_file = one.pid_file()
+    pid_file, ran = one.pid_file(), one.pid_file()
     head = one.submit("executor_test_jobs.sleeper", {"pid_file": pid_file, "seconds": 0.5})
-    waiting = one.submit("executor_test_jobs.whoami")
-    queue_behind_a_first(one, head, waiting)
+    waiting = one.submit("executor_test_jobs.sleeper", {"pid_file": ran})
+    behind = one.submit("executor_test_jobs.whoami")
+    queue_behind_a_first(one, head, waiting, behind)
     one.loop(lambda: os.path.exists(pid_file))  # the first job reported, the list went out
     worker, _ = one.pids(pid_file)
-    assert [head.job_id, waiting.job_id] in sent
+    assert [head.job_id, waiting.job_id, behind.job_id] in sent
     assert one.executor.worker_pid(waiting.job_id) is None  # not running: waiting behind
     assert one.executor.kill(waiting.job_id).outcome == "killed"
-    one.store.cancel(waiting.job_id)  # what a kill follows: the job is no longer ours
     assert alive(worker) and one.executor.worker_pid(head.job_id) == worker
     assert one.drive(head.job_id).outcome == "succeeded"
-    one.loop(lambda: not one.executor._pool.working)  # the worker reached the dropped job
-    assert one.store.get(waiting.job_id).state is JobState.CANCELLED
+    # The worker got to the job given up (its record still says RUNNING here): it is
+    # killed before that job runs, and the job behind it runs on a new worker.
+    one.loop(lambda: one.store.get(behind.job_id).state.finished)
+    assert one.store.get(behind.job_id).state is JobState.SUCCEEDED
+    assert one.store.get(behind.job_id).result["pid"] != worker
+    assert not alive(worker) and not os.path.exists(ran)
     assert [e.outcome for e in one.exits if e.job_id == waiting.job_id] == []
-    assert one.executor.worker_pids() == [worker]
+    assert one.store.get(waiting.job_id).state is JobState.RUNNING  # nothing recorded
+
+
+def test_an_outcome_read_early_by_a_kill_is_dropped_when_its_job_is_killed_too(one, monkeypatch):
+    sent = lists_sent(one, monkeypatch)
+    pid_file = one.pid_file()
+    ahead = one.submit("executor_test_jobs.whoami")
+    head = one.submit("executor_test_jobs.sleeper", {"pid_file": pid_file})
+    queue_behind_a_first(one, ahead, head)
+    one.loop(lambda: len(sent) == 2)  # the list went out; its outcomes are not read yet
+    one.pids(pid_file)  # `ahead` ended and reported, `head` runs
+    assert one.executor.kill(head.job_id).outcome == "killed"  # reads `ahead`'s outcome
+    assert one.executor.kill(ahead.job_id).outcome == "killed"  # lost as well, meanwhile
+    one.exits += one.executor.reap(time.monotonic())  # the early outcome, of a killed job
+    assert ahead.job_id not in one.executor.running()
+    assert not [e for e in one.exits if e.job_id == ahead.job_id]
+    assert one.store.get(ahead.job_id).state is JobState.RUNNING  # killed: nothing recorded
