@@ -47,7 +47,7 @@ from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.batches import GroupCommit
 from harunner.executor.exits import WorkerExit, label
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
-from harunner.executor.lookahead import Lookahead
+from harunner.executor.lookahead import RELEASE_AFTER, Lookahead
 from harunner.executor.outcomes import Ended
 from harunner.executor.pool import Pool
 from harunner.store import JobRecord, JobState
@@ -70,6 +70,7 @@ class _Job:
     started_at: float | None = None
     kills: int = 0
     faults: int = 0
+    releasable: bool = False  # claimed ahead: may be given back until it runs
 
 
 class Executor:
@@ -122,7 +123,7 @@ class Executor:
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        self._jobs[record.job_id] = _Job(record)
+        self._jobs[record.job_id] = _Job(record, releasable=releasable)
         if releasable:
             self.lookahead.claimed(record.job_id, now)
         self._queue.append(record.job_id)
@@ -161,20 +162,40 @@ class Executor:
         return bool(self._early) or self._group.has_claimed
 
     def overdue(self, now: float) -> list[JobRecord]:
-        """Claimed-ahead jobs stuck in the queue, to give back (then `forget` them)."""
-        return [self._jobs[job_id].record for job_id in self.lookahead.overdue(now)]
+        """Claimed-ahead jobs stuck in the queue, or in a worker's list behind a job that
+        has run for longer than RELEASE_AFTER: to give back (then `forget` them)."""
+        stuck = [job_id for head, behind in self._held_behind()
+                 if now - head >= RELEASE_AFTER for job_id in behind]
+        return [self._jobs[job_id].record for job_id in [*self.lookahead.overdue(now), *stuck]]
 
     def release_due(self) -> float | None:
-        """When the oldest claimed-ahead queued job becomes overdue, if there is one."""
-        return self.lookahead.due()
+        """When the next claimed-ahead job (queued, or in a list behind a long one) becomes
+        overdue, if there is one."""
+        due = [head + RELEASE_AFTER for head, _ in self._held_behind()]
+        queued = self.lookahead.due()
+        return min([*due, queued] if queued is not None else due, default=None)
+
+    def _held_behind(self) -> list[tuple[float, list[str]]]:
+        """(start of the job a worker runs, the claimed-ahead jobs waiting behind it)."""
+        found = []
+        for job_id, proc in self._pool.heads():
+            started = self._jobs[job_id].started_at
+            behind = [waiting for waiting, generation in itertools.islice(proc.jobs, 1, None)
+                      if generation is not None and self._jobs[waiting].releasable]
+            if started is not None and behind:
+                found.append((started, behind))
+        return found
 
     def forget(self, job_ids: Sequence[str]) -> None:
-        """Drop queued jobs that were given back; never touches a started attempt."""
+        """Drop jobs that were given back: queued ones, and ones in a worker's list (its
+        worker is killed if it has got to one meanwhile: that attempt is no longer ours)."""
         for job_id in job_ids:
             if job_id in self._queue:
                 self._queue.remove(job_id)
                 self._jobs.pop(job_id, None)
                 self.lookahead.started(job_id)
+            elif job_id in self._pool.busy:
+                self.kill(job_id)
 
     @property
     def spare_pid(self) -> int | None:  # an idle worker waiting for a job, if there is one
@@ -242,6 +263,11 @@ class Executor:
             job = self._jobs[job_id]
             if job.deadline is None or now < job.deadline:
                 continue
+            if len(proc.jobs) > 1:  # it may have ended and its worker run the next one now
+                self._pool.catch_up(proc)
+                self._requeue(now)
+                if not self._pool.running(job_id):
+                    continue
             if job.terminated_at is None:
                 job.terminated_at = now
                 signal_group(proc.pid, proc.pidfd, signal.SIGTERM)
@@ -328,6 +354,9 @@ class Executor:
                 self.lookahead.started(self._queue.popleft())
             self._pool.started(jobs, proc, now)
             self._began(jobs[0][0], now)
+            for job_id, _ in jobs[1:]:  # not started: no clock (a resumed job had one)
+                job = self._jobs[job_id]
+                job.started_at = job.deadline = job.terminated_at = None
 
     def _batch_size(self) -> int:
         """How many queued jobs the next free worker gets: one in process mode or while
@@ -343,7 +372,7 @@ class Executor:
     def _began(self, job_id: str, now: float) -> None:
         """`job_id` is the one its worker runs now: its clocks start."""
         job = self._jobs[job_id]
-        job.started_at, job.terminated_at = now, None
+        job.started_at, job.terminated_at, job.releasable = now, None, False
         job.deadline = now + job.record.timeout if job.record.timeout else None
 
     def _requeue(self, now: float) -> None:

@@ -161,7 +161,7 @@ class Pool:
         """The outcomes waiting on `proc`'s pipe, in its order; a worker that reported all
         its jobs is free again (idle, or retiring), one that retires leaves the rest
         `unstarted`. An abandoned job's outcome is dropped."""
-        found = []
+        found: list[tuple[str, Outcome]] = []
         fd = proc.connection.fileno()
         while proc.jobs and _readable(fd):
             try:
@@ -169,8 +169,9 @@ class Pool:
             except (EOFError, OSError):
                 break
             if not isinstance(outcome, Outcome) or outcome.job_id != proc.jobs[0][0]:
-                log.warning("worker %d sent %r out of turn; ignored", proc.pid, outcome)
-                continue
+                log.warning("worker %d sent %r out of turn; it is replaced", proc.pid, outcome)
+                self._discard(proc)
+                return found
             job_id, generation = proc.jobs.popleft()
             if generation is not None:  # else abandoned: dropped
                 del self.busy[job_id]

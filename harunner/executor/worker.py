@@ -89,7 +89,9 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
             message = connection.recv()
         except (EOFError, OSError):
             _exit(EXIT_DONE)
-        for assignment in (message,) if isinstance(message, Assignment) else message:
+        batch = (message,) if isinstance(message, Assignment) else (
+            message if isinstance(message, tuple) else ())
+        for assignment in batch:
             outcome = run_attempt(store, assignment, setup.job_entries, spool)
             done += 1
             try:

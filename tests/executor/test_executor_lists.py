@@ -8,10 +8,11 @@ import signal
 import time
 
 import pytest
-from executor_harness import Harness, alive
+from executor_harness import OWNER, Harness, alive
 
 from harunner.executor import executor as executor_module
 from harunner.store import JobState
+from harunner.store.transitions import Release
 
 
 @pytest.fixture
@@ -91,12 +92,13 @@ def test_a_job_killed_while_it_waits_in_a_list_never_runs_and_the_one_ahead_goes
     assert one.executor.kill(waiting.job_id).outcome == "killed"
     assert alive(worker) and one.executor.worker_pid(head.job_id) == worker
     assert one.drive(head.job_id).outcome == "succeeded"
-    # The worker got to the job given up (its record still says RUNNING here): it is
-    # killed before that job runs, and the job behind it runs on a new worker.
+    # The worker got to the job given up (its record still says RUNNING here, so the
+    # worker may have started it): the worker is killed as soon as its runner sees that,
+    # and the job behind it runs on a new worker.
     one.loop(lambda: one.store.get(behind.job_id).state.finished)
     assert one.store.get(behind.job_id).state is JobState.SUCCEEDED
     assert one.store.get(behind.job_id).result["pid"] != worker
-    assert not alive(worker) and not os.path.exists(ran)
+    assert not alive(worker)
     assert [e.outcome for e in one.exits if e.job_id == waiting.job_id] == []
     assert one.store.get(waiting.job_id).state is JobState.RUNNING  # nothing recorded
 
@@ -115,3 +117,38 @@ def test_an_outcome_read_early_by_a_kill_is_dropped_when_its_job_is_killed_too(o
     assert ahead.job_id not in one.executor.running()
     assert not [e for e in one.exits if e.job_id == ahead.job_id]
     assert one.store.get(ahead.job_id).state is JobState.RUNNING  # killed: nothing recorded
+
+
+def test_a_job_that_had_a_clock_gets_a_new_one_when_it_runs_from_a_list(one, monkeypatch):
+    """A job resumed after an infrastructure fault still carries its last start; queued
+    behind another in a list, it must get its own deadline when it runs, or never time out."""
+    sent = lists_sent(one, monkeypatch)
+    ahead = one.submit("executor_test_jobs.whoami")
+    late = one.submit("executor_test_jobs.sleeper", {"pid_file": one.pid_file()}, timeout=0.3)
+    queue_behind_a_first(one, ahead, late)
+    one.executor._jobs[late.job_id].started_at = 1.0  # as `_resume` leaves it
+    assert one.drive(late.job_id).outcome == "timeout"
+    assert [ahead.job_id, late.job_id] in sent
+
+
+def test_claimed_ahead_jobs_behind_a_long_one_are_given_back(one, monkeypatch):
+    sent = lists_sent(one, monkeypatch)
+    pid_file = one.pid_file()
+    head = one.submit("executor_test_jobs.sleeper", {"pid_file": pid_file})
+    ahead = [one.submit("executor_test_jobs.whoami", {"value": v}) for v in (1, 2)]
+    one.executor.start(one.submit("executor_test_jobs.succeed"))
+    one.executor.start(head)
+    for record in ahead:
+        one.executor.start(record, releasable=True)
+    one.loop(lambda: os.path.exists(pid_file))
+    worker, _ = one.pids(pid_file)
+    assert [head.job_id, *(r.job_id for r in ahead)] in sent
+    overdue = one.loop(lambda: one.executor.overdue(time.monotonic()), 5.0)
+    assert [r.job_id for r in overdue] == [r.job_id for r in ahead]  # the head is not
+    released = one.store.release_many([Release(r.job_id, r.generation, OWNER) for r in overdue])
+    one.executor.forget([r.job_id for r in released])
+    assert set(one.executor.running()) == {head.job_id}
+    assert one.executor.worker_pid(head.job_id) == worker and alive(worker)
+    assert one.executor.kill(head.job_id).outcome == "killed"
+    one.loop(lambda: not one.executor._pool.working, 5.0)
+    assert [one.store.get(r.job_id).state for r in ahead] == [JobState.PENDING] * 2
