@@ -6,7 +6,8 @@ calls `reap(now)` and `check_timeouts(now)`; `kill(job_id)` when it loses
 ownership; `shutdown()` when it stops; `room()` to claim no more jobs than it
 has free workers and a short queue ahead (`lookahead`). See `worker` for the
 worker's side, `attempt` for one attempt, `outcomes` for the rule of faults,
-`pool` for the workers, `launcher` for their start, `recorder` for the group commit.
+`pool` for the workers, `launcher` for their start, `recorder` for the group commit,
+`lists` for the jobs held and the lists handed to workers.
 
 Modes (docs/executor.md): `pool` (long-lived workers) or `process` (one per job).
 Queued jobs count in `running()`: a takeover is never refused for want of a worker.
@@ -37,7 +38,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from harunner.config import store_config
@@ -47,6 +47,7 @@ from harunner.executor.attempt import Assignment, Outcome
 from harunner.executor.batches import GroupCommit
 from harunner.executor.exits import WorkerExit, label
 from harunner.executor.launcher import Launcher, absolute_entry, signal_group
+from harunner.executor.lists import HeldJob, held_behind, list_size
 from harunner.executor.lookahead import RELEASE_AFTER, Lookahead
 from harunner.executor.outcomes import Ended
 from harunner.executor.pool import Pool
@@ -57,20 +58,7 @@ from harunner.store.transitions import Claim
 WORKER_MODES = ("pool", "process")
 RECORD_RETRY = 0.2     # after a store error while recording, retry this much later
 RECORD_BUSY = 0.2      # longest wait for SQLite's write lock per commit (then retried)
-BATCH_MAX = 16         # pool mode: jobs handed to one worker in one message at most
-BATCH_WINDOW = 0.01    # ... and no more than this much work at the measured attempt time
 log = logging.getLogger("harunner.executor")
-
-
-@dataclass
-class _Job:
-    record: JobRecord
-    deadline: float | None = None
-    terminated_at: float | None = None
-    started_at: float | None = None
-    kills: int = 0
-    faults: int = 0
-    releasable: bool = False  # claimed ahead: may be given back until it runs
 
 
 class Executor:
@@ -98,7 +86,7 @@ class Executor:
                                   lock_timeout, start_method, preload_jobs=preload_jobs, owner=self)
         self._adopting = adopt_orphans and descendants.start_adopting()
         self._pool = Pool(self._launcher, worker_mode, self.concurrency, spare, self._adopting)
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, HeldJob] = {}
         self._queue: deque[str] = deque()
         self._waiting: dict[str, float] = {}  # job -> monotonic time to resume (infra fault)
         self._unrecorded: dict[str, Ended] = {}
@@ -123,7 +111,7 @@ class Executor:
         if record.state is not JobState.RUNNING:
             raise HarunnerError(f"job {record.job_id} is {record.state.value}, not running")
         now = time.monotonic() if now is None else now
-        self._jobs[record.job_id] = _Job(record, releasable=releasable)
+        self._jobs[record.job_id] = HeldJob(record, releasable=releasable)
         if releasable:
             self.lookahead.claimed(record.job_id, now)
         self._queue.append(record.job_id)
@@ -164,27 +152,16 @@ class Executor:
     def overdue(self, now: float) -> list[JobRecord]:
         """Claimed-ahead jobs stuck in the queue, or in a worker's list behind a job that
         has run for longer than RELEASE_AFTER: to give back (then `forget` them)."""
-        stuck = [job_id for head, behind in self._held_behind()
+        stuck = [job_id for head, behind in held_behind(self._pool.heads(), self._jobs)
                  if now - head >= RELEASE_AFTER for job_id in behind]
         return [self._jobs[job_id].record for job_id in [*self.lookahead.overdue(now), *stuck]]
 
     def release_due(self) -> float | None:
         """When the next claimed-ahead job (queued, or in a list behind a long one) becomes
         overdue, if there is one."""
-        due = [head + RELEASE_AFTER for head, _ in self._held_behind()]
+        due = [head + RELEASE_AFTER for head, _ in held_behind(self._pool.heads(), self._jobs)]
         queued = self.lookahead.due()
         return min([*due, queued] if queued is not None else due, default=None)
-
-    def _held_behind(self) -> list[tuple[float, list[str]]]:
-        """(start of the job a worker runs, the claimed-ahead jobs waiting behind it)."""
-        found = []
-        for job_id, proc in self._pool.heads():
-            started = self._jobs[job_id].started_at
-            behind = [waiting for waiting, generation in itertools.islice(proc.jobs, 1, None)
-                      if generation is not None and self._jobs[waiting].releasable]
-            if started is not None and behind:
-                found.append((started, behind))
-        return found
 
     def forget(self, job_ids: Sequence[str]) -> None:
         """Drop jobs that were given back: queued ones, and ones in a worker's list (its
@@ -327,7 +304,7 @@ class Executor:
 
     def _dispatch(self, now: float) -> None:
         """Hand queued jobs to free workers, oldest first, several to a worker when attempts
-        are short (`_batch_size`), starting no more new worker processes than this turn's
+        are short (`lists.list_size`), starting no more new worker processes than this turn's
         budget (the rest at the next turns)."""
         failures = 0
         self._launch_more = False
@@ -336,7 +313,9 @@ class Executor:
                 if not self._pool.budget.take():
                     self._launch_more = len(self._pool.working) < self.concurrency
                     return
-            count = self._batch_size()
+            count = 1 if self.worker_mode == "process" else list_size(
+                len(self._queue), self.concurrency - len(self._pool.working),
+                self.lookahead.attempt_time)
             proc = self._pool.free_worker()
             if proc is None:
                 return
@@ -353,27 +332,9 @@ class Executor:
             for _ in range(count):
                 self.lookahead.started(self._queue.popleft())
             self._pool.started(jobs, proc, now)
-            self._began(jobs[0][0], now)
+            self._jobs[jobs[0][0]].began(now)
             for job_id, _ in jobs[1:]:  # not started: no clock (a resumed job had one)
-                job = self._jobs[job_id]
-                job.started_at = job.deadline = job.terminated_at = None
-
-    def _batch_size(self) -> int:
-        """How many queued jobs the next free worker gets: one in process mode or while
-        attempt times are unknown; else the queue's share per free worker, at most
-        BATCH_MAX and BATCH_WINDOW of work (a long job never holds many behind it)."""
-        took = self.lookahead.attempt_time
-        if self.worker_mode == "process" or took is None or len(self._queue) == 1:
-            return 1
-        free = max(1, self.concurrency - len(self._pool.working))
-        share = -(-len(self._queue) // free)
-        return max(1, min(BATCH_MAX, share, int(BATCH_WINDOW / max(took, 1e-6))))
-
-    def _began(self, job_id: str, now: float) -> None:
-        """`job_id` is the one its worker runs now: its clocks start."""
-        job = self._jobs[job_id]
-        job.started_at, job.terminated_at, job.releasable = now, None, False
-        job.deadline = now + job.record.timeout if job.record.timeout else None
+                self._jobs[job_id].waits()
 
     def _requeue(self, now: float) -> None:
         """Jobs a worker was given and never ran (it ended first) go back to the queue's front;
@@ -382,12 +343,12 @@ class Executor:
             job = self._jobs.get(job_id)
             if job is None:  # killed meanwhile
                 continue
-            job.started_at = job.deadline = job.terminated_at = None
+            job.waits()
             self._queue.appendleft(job_id)
         for job_id, _ in self._pool.heads():
             job = self._jobs.get(job_id)  # (not there: being killed)
             if job is not None and job.started_at is None:
-                self._began(job_id, now)
+                job.began(now)
         for pid, job_id in self._pool.take_discarded():
             spool.adopt(self._store.layout, pid, job_id)
 
@@ -474,6 +435,6 @@ class Executor:
         outcomes.log_infra(self._store.log_path(item.record.job_id), item, delay)
         log.warning("job %s: infrastructure fault (%s); resuming in %gs, not counted",
                     item.record.job_id, item.error, delay)
-        job.deadline = job.terminated_at = None
+        job.waits()
         self._waiting[item.record.job_id] = now + delay
         return WorkerExit(item.record.job_id, item.record.generation, item.exitcode, "infra")

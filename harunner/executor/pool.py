@@ -195,9 +195,7 @@ class Pool:
         it are unstarted, and (pid, job) is kept for the executor to adopt its spool."""
         job_id = proc.jobs[0][0]
         self._leave(proc)
-        descendants.kill_tree(proc.pid, proc.pidfd)
-        has_exited(proc.pidfd, REAP_WAIT)
-        self.bury(proc)
+        self.bury(proc)  # kills its tree first
         self.discarded.append((proc.pid, job_id))
 
     def take_discarded(self) -> list[tuple[int, str]]:

@@ -10,7 +10,7 @@ import time
 import pytest
 from executor_harness import OWNER, Harness, alive
 
-from harunner.executor import executor as executor_module
+from harunner.executor import lists
 from harunner.store import JobState
 from harunner.store.transitions import Release
 
@@ -19,7 +19,7 @@ from harunner.store.transitions import Release
 def one(tmp_path, monkeypatch):
     """One pool worker whose attempts are known (one was measured) and taken as short: the
     lists here are not cut by the measured time, which a loaded host makes long."""
-    monkeypatch.setattr(executor_module, "BATCH_WINDOW", 60.0)
+    monkeypatch.setattr(lists, "BATCH_WINDOW", 60.0)
     h = Harness(tmp_path, worker_mode="pool", concurrency=1)
     h.executor.warm_up()
     assert h.run(h.submit("executor_test_jobs.succeed")).outcome == "succeeded"
