@@ -18,7 +18,7 @@ The executor starts `serve(setup, connection, max_jobs)` in a fresh process
    log after SPOOL_AFTER), before any attempt, so the thread is part of the
    baseline; a spool that cannot be made means job logs are written directly;
 4. blocks on the pipe for an `Assignment` (job id, generation), or a tuple of
-   them when attempts are short (the executor's `_batch_size`), runs each in
+   them when attempts are short (`executor.lists.list_size`), runs each in
    order with `harunner.executor.attempt.run_attempt` (which checks the
    record, reads the checkpoint, calls the job, and cleans up after it), and
    sends each `Outcome` back as soon as it has it; the executor records them.
