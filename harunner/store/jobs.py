@@ -274,15 +274,22 @@ class Store:
         wait = self.lock_timeout if lock_wait is None else lock_wait
         with self._held([item.job_id for item in outcomes], wait=wait) as busy:
             chosen = [item for item in outcomes if item.job_id not in busy]
-            if claim is not None and not chosen and not self._table.any_due(claim):
-                claim = None  # a look first: no write lock taken just to find nothing
-            if claim is None or claim.room <= 0:
-                return (self._transition(chosen, t.finished)[0] if chosen else []), []
+            self.init()
             now = self.clock()
+            # Read and computed before the write lock, which is then held only for the
+            # compare-and-set statements: a client's submission never waits for this work.
+            wanted = [] if claim is None or claim.room <= 0 else (
+                self._table.prepare_claim(claim, now))
+            if not chosen and not wanted:
+                return [], []  # nothing to write: no write lock taken just to find nothing
+
+            def finish(record: JobRecord, item: t.Outcome) -> JobRecord:
+                return t.finished(record, item, now)
+
+            ready = self._table.prepare_held(chosen, t.job_of, finish)
             with self._db.write() as writer:
-                done = self._table.transition(writer, chosen, t.job_of,
-                                              lambda record, item: t.finished(record, item, now))
-                won = self._table.claim(writer, claim, now)
+                done = self._table.transition(writer, chosen, t.job_of, finish, ready)
+                won = self._table.claim_prepared(writer, wanted)
             return done[0], won
 
     def cancel(self, job_id: str) -> JobRecord:
@@ -299,9 +306,13 @@ class Store:
         """Apply `change` to each item's record in one write transaction: (applied, refused)."""
         self.init()
         now = self.clock()
+
+        def at_now(record: JobRecord, item: Any) -> JobRecord:
+            return change(record, item, now)
+
+        ready = self._table.prepare_held(items, t.job_of, at_now)  # before the write lock
         with self._db.write() as writer:
-            return self._table.transition(writer, items, t.job_of,
-                                          lambda record, item: change(record, item, now))
+            return self._table.transition(writer, items, t.job_of, at_now, ready)
 
     def _without_waiting(self, items: Sequence[Any], change: Callable[[JobRecord, Any, float],
                          JobRecord]) -> tuple[list[JobRecord], list[Any]]:

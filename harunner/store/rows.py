@@ -71,6 +71,13 @@ def update(new: JobRecord, old: JobRecord, seq: int) -> tuple[str, tuple[Any, ..
     return UPDATE_MOVING, (*_moving(new, seq), old.job_id, old.generation, old.state.value)
 
 
+def prepared_update(new: JobRecord, old: JobRecord) -> tuple[str, list[Any], int]:
+    """`update(new, old, seq)` made before the change number is known: (the statement, its
+    parameters, the index of the change number in them, to be set in the transaction)."""
+    sql, parameters = update(new, old, 0)
+    return sql, list(parameters), (10 if sql is UPDATE_MOVING else len(COLUMNS) - 2)
+
+
 def from_row(row: Any) -> tuple[JobRecord, int]:
     """(the record, its change number) of one `SELECT` row; `CorruptFileError` if it is bad."""
     try:

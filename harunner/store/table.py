@@ -13,6 +13,12 @@ Invariants:
   row that moved on fails the compare and is then read as usual. A refused
   item is reported, never written; the applied ones commit together with one
   fsync.
+- What can be computed before the write lock is (`prepare_held`,
+  `prepare_claim`: the due rows of a claim are read outside the transaction),
+  so the lock is held only for the compare-and-set statements and the commit:
+  a row is PENDING at one generation only once too, so a claim's compare on
+  (generation, state) writes what a read under the lock would have, and a
+  job claimed or cancelled meanwhile is simply not won.
 - Every written row gets the next change number of its transaction
   (`Writer.next_seq`), so `changes` returns each mutation once, in order.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from harunner.errors import (
@@ -48,6 +54,8 @@ INSERT_NEW = f"{rows.INSERT} ON CONFLICT (job_id) DO NOTHING"  # an existing id 
 
 Item = TypeVar("Item")
 Refused = tuple[Any, Exception]
+Prepared = tuple[str, list[Any], int]  # a compare-and-set whose change number is set last
+Ready = tuple[JobRecord, Prepared]     # a new record, and the statement that writes it
 
 
 class JobTable:
@@ -166,41 +174,52 @@ class JobTable:
                 return record
         raise StoreError(f"could not find a free job id in {self.db.path}")
 
-    def any_due(self, claim: Claim) -> bool:
-        """Whether a job `claim` could take is due (a read: no write lock)."""
-        found = self.db.read(f"SELECT job_id FROM jobs {DUE}", (claim.wall, len(claim.skip) + 1))
-        return any(row[0] not in claim.skip for row in found)
-
     def claim(self, writer: Writer, claim: Claim, now: float) -> list[JobRecord]:
-        """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction
-        (which holds the write lock: no other claimer can take the same job meanwhile)."""
-        found = writer.execute(f"{rows.SELECT} {DUE}",
-                               (claim.wall, claim.room + len(claim.skip))).fetchall()
+        """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction."""
+        return self.claim_prepared(writer, self.prepare_claim(claim, now))
+
+    def prepare_claim(self, claim: Claim, now: float) -> list[Ready]:
+        """Up to `claim.room` due PENDING jobs, read (outside any write transaction, as a
+        rule) and turned into their RUNNING successors owned by `claim.owner`.
+
+        A job is PENDING at one generation only once (every claim raises it, and PENDING
+        leads only to RUNNING or CANCELLED), so a row still PENDING at the generation read
+        is the row read: `claim_prepared`'s compare-and-set on (generation, state) then
+        writes exactly what an in-transaction read would have, and a job claimed or
+        cancelled meanwhile fails it and is simply not won."""
+        found = self.db.read(f"{rows.SELECT} {DUE}", (claim.wall, claim.room + len(claim.skip)))
         due = [r for r in self._decoded(found) if r.job_id not in claim.skip][:claim.room]
-        won = []
-        for record in due:  # read in this transaction: current, so not read a second time
+        ready = []
+        for record in due:
             new = assigned(record, Assignment(record.job_id, claim.owner, record.generation), now)
-            self.write(writer, record, new)  # still the compare-and-set on (generation, state)
-            won.append(new)
-        return won
+            ready.append((new, rows.prepared_update(new, record)))
+        return ready
+
+    def claim_prepared(self, writer: Writer, ready: Iterable[Ready]) -> list[JobRecord]:
+        """Write prepared claims in this transaction; the records won."""
+        return [new for new, statement in ready if self._wrote_prepared(writer, statement)]
 
     def fetch_in(self, writer: Writer, job_id: str) -> JobRecord | None:
         found = writer.execute(f"{rows.SELECT} WHERE job_id=?", (job_id,)).fetchone()
         return None if found is None else rows.from_row(found)[0]
 
-    def transition(self, writer: Writer, items: Iterable[Item], job_of: Callable[[Item], str],
-                   change: Callable[[JobRecord, Item], JobRecord]
+    def transition(self, writer: Writer, items: Sequence[Item], job_of: Callable[[Item], str],
+                   change: Callable[[JobRecord, Item], JobRecord],
+                   ready: Mapping[int, Ready] | None = None
                    ) -> tuple[list[JobRecord], list[Refused]]:
-        """Apply `change` to each item's row in this transaction: (applied, refused)."""
+        """Apply `change` to each item's row in this transaction: (applied, refused).
+        `ready`: `prepare_held(items, ...)`, if the caller made it before the transaction."""
+        if ready is None:
+            ready = self.prepare_held(items, job_of, change)
         applied: list[JobRecord] = []
         refused: list[Refused] = []
-        for item in items:
+        for index, item in enumerate(items):
             job_id = job_of(item)
+            prepared = ready.get(index)
+            if prepared is not None and self._wrote_prepared(writer, prepared[1]):
+                applied.append(prepared[0])  # the owner's record, written without a read
+                continue
             try:
-                new = self._from_held(writer, item, job_id, change)
-                if new is not None:  # the owner's record, written without reading the row
-                    applied.append(new)
-                    continue
                 old = self.fetch_in(writer, job_id)
                 if old is None:
                     raise UnknownJobError(f"no job with id {job_id}; `harunner status` "
@@ -222,23 +241,39 @@ class JobTable:
 
     def _wrote(self, writer: Writer, old: JobRecord, new: JobRecord) -> bool:
         """Replace `old` by `new` if the row is still at `old`'s generation and state."""
-        done = writer.execute(*rows.update(new, old, writer.next_seq()))
+        return self._wrote_prepared(writer, rows.prepared_update(new, old))
+
+    def _wrote_prepared(self, writer: Writer, statement: Prepared) -> bool:
+        """Run a prepared compare-and-set with the transaction's next change number; whether
+        the row was still the one it was computed from."""
+        sql, parameters, at = statement
+        parameters[at] = writer.next_seq()
+        done = writer.execute(sql, parameters)
         if done.rowcount != 1:
             writer.sequence -= 1
             return False
         failpoint("store.db.batch_item")
         return True
 
-    def _from_held(self, writer: Writer, item: Any, job_id: str,
-                   change: Callable[[JobRecord, Any], JobRecord]) -> JobRecord | None:
-        """The new record if `item` carries the RUNNING record its owner holds at its
-        generation and the row is still that (the UPDATE compares); None: read the row."""
-        held = getattr(item, "held", None)
-        if (held is None or held.job_id != job_id or held.state is not JobState.RUNNING
-                or held.generation != getattr(item, "generation", None)):
-            return None
-        new = change(held, item)
-        return new if self._wrote(writer, held, new) else None
+    def prepare_held(self, items: Sequence[Item], job_of: Callable[[Item], str],
+                     change: Callable[[JobRecord, Item], JobRecord]) -> dict[int, Ready]:
+        """By position: the successor and compare-and-set of each item that carries the
+        RUNNING record its owner holds at its generation (`Outcome.held`), computed without
+        reading the row, so before the write transaction. A row RUNNING at one generation
+        is that record (it moves on only by changing state or generation), so the UPDATE's
+        compare is the fence; one that fails it is read and done as usual by `transition`."""
+        ready: dict[int, Ready] = {}
+        for index, item in enumerate(items):
+            held = getattr(item, "held", None)
+            if (held is None or held.job_id != job_of(item) or held.state is not JobState.RUNNING
+                    or held.generation != getattr(item, "generation", None)):
+                continue
+            try:
+                new = change(held, item)
+            except (StaleTransitionError, FencedError):
+                continue  # read the row in the transaction: the refusal is reported from there
+            ready[index] = (new, rows.prepared_update(new, held))
+        return ready
 
     def delete(self, writer: Writer, job_ids: list[str], older_than_wall: float) -> int:
         """Delete those of `job_ids` that are still finished and older than the bound."""

@@ -111,20 +111,22 @@ class HeldUnfencedStore(Store):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._table._from_held = self._unfenced_from_held  # type: ignore[method-assign]
+        self._table.prepare_held = self._unfenced_prepare_held  # type: ignore[method-assign]
 
     @staticmethod
-    def _unfenced_from_held(writer: Any, item: Any, job_id: str, change: Any) -> Any:
-        held = getattr(item, "held", None)
-        if held is None or held.job_id != job_id or held.state is not JobState.RUNNING:
-            return None
-        new = change(held, item)
-        owner = new.owner or Owner(None, None)  # type: ignore[arg-type]
-        writer.execute("UPDATE jobs SET generation=?, state=?, owner_slot=?, "
-                       "owner_incarnation=?, seq=? WHERE job_id=?",
-                       (new.generation, new.state.value, owner.slot, owner.incarnation,
-                        writer.next_seq(), job_id))
-        return new
+    def _unfenced_prepare_held(items: Any, job_of: Any, change: Any) -> Any:
+        ready = {}
+        for index, item in enumerate(items):
+            held = getattr(item, "held", None)
+            if held is None or held.job_id != job_of(item) or held.state is not JobState.RUNNING:
+                continue
+            new = change(held, item)
+            owner = new.owner or Owner(None, None)  # type: ignore[arg-type]
+            ready[index] = (new, ("UPDATE jobs SET generation=?, state=?, owner_slot=?, "
+                                  "owner_incarnation=?, seq=? WHERE job_id=?",
+                                  [new.generation, new.state.value, owner.slot,
+                                   owner.incarnation, 0, new.job_id], 4))
+        return ready
 
 
 MUTANTS: dict[str, type[Store]] = {"": Store, "fence_outside_lock": FenceOutsideLockStore,
