@@ -185,9 +185,9 @@ def test_a_damaged_page_fails_the_integrity_check(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.submit_many([Submission("jobs.demo", {"pad": "x" * 3000}) for _ in range(40)])
     store._db.connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = store._db.connection().execute("PRAGMA page_size").fetchone()[0]
     store._db.close()
     data = bytearray(store.layout.database.read_bytes())
-    page = 4096
     for offset in range(3 * page + 16, 3 * page + 400):
         data[offset] ^= 0x5A
     store.layout.database.write_bytes(bytes(data))
