@@ -90,7 +90,8 @@ class Outcome:
 
     `result` is the job's JSON-checked return value (succeeded); `error` a
     one-line summary (failed, infra); `retire` asks the executor to let this
-    worker go (it exits right after sending).
+    worker go (it exits right after sending); `took` the attempt's own time in
+    seconds, measured by the worker (None: not measured).
     """
 
     job_id: str
@@ -99,6 +100,7 @@ class Outcome:
     result: Any = None
     error: str | None = None
     retire: bool = False
+    took: float | None = None
 
 
 def run_attempt(store: JobStore, assignment: Assignment, entries: tuple[str, ...],

@@ -359,9 +359,11 @@ class Executor:
             job = self._jobs.get(job_id)
             if job is None or job.record.generation != outcome.generation:
                 continue  # read early by a kill of the job behind it, then killed itself
-            started = job.started_at
-            if started is not None:
-                self.lookahead.measured(now - started)
+            started = job.started_at  # the worker's own measure, else the runner's view
+            took = outcome.took if outcome.took is not None else (
+                None if started is None else now - started)
+            if took is not None:
+                self.lookahead.measured(took)
             found.append(self._ended(job_id, outcome))
         return found
 

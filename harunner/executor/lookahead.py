@@ -13,7 +13,9 @@ counted as an attempt).
 
 Invariants: only jobs claimed ahead and never handed to a worker are ever
 overdue (a job taken over, or started once, is never given back); the
-measured attempt time is a moving average of dispatch-to-outcome times;
+measured attempt time is a moving average of the attempts' own times, as
+their workers measure them (the runner's start-to-outcome view only when a
+worker did not say);
 claims come in batches (hysteresis: while the queue still feeds the workers,
 no claim until half the queue is free).
 """
@@ -33,7 +35,7 @@ class Lookahead:
         self._claimed: dict[str, float] = {}  # queued, claimed ahead, never started: since
 
     def measured(self, took: float) -> None:
-        """An attempt took `took` seconds from dispatch to outcome."""
+        """An attempt took `took` seconds (its worker's measure, or start to outcome)."""
         average = self.attempt_time
         self.attempt_time = took if average is None else (average + took) / 2
 

@@ -41,10 +41,12 @@ from __future__ import annotations
 import _thread
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import NoReturn
@@ -92,7 +94,9 @@ def serve(setup: WorkerSetup, connection: Connection, max_jobs: int = 0) -> None
         batch = (message,) if isinstance(message, Assignment) else (
             message if isinstance(message, tuple) else ())
         for assignment in batch:
-            outcome = run_attempt(store, assignment, setup.job_entries, spool)
+            started = time.monotonic()
+            outcome = dataclasses.replace(run_attempt(store, assignment, setup.job_entries,
+                                                      spool), took=time.monotonic() - started)
             done += 1
             try:
                 connection.send(outcome)

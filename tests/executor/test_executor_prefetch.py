@@ -3,8 +3,10 @@
 Catches: a queue ahead of the workers while attempts are long (a long job would hold up
 claimed jobs that another runner could run); no queue at all while attempts are short (the
 workers would wait for the runner after every job); a claimed job stuck behind long jobs
-that is never reported overdue; a started attempt, or a job taken over (not claimed ahead),
-reported overdue (giving it back would run it twice, or hand back a take-over).
+that is never reported overdue; an attempt time taken from the runner's view (a runner that
+reads an outcome late would see a no-op as long, and claim no queue ahead); a started
+attempt, or a job taken over (not claimed ahead), reported overdue (giving it back would
+run it twice, or hand back a take-over).
 """
 
 from __future__ import annotations
@@ -32,11 +34,26 @@ def test_room_grows_a_queue_only_while_attempts_are_short(one: Harness) -> None:
     executor: Executor = one.executor
     assert executor.room() == executor.free_slots() == 1  # nothing measured yet: no queue
     one.run(one.submit("executor_test_jobs.succeed", {"value": 1}))
-    assert executor.lookahead.attempt_time is not None  # measured from dispatch to outcome
+    assert executor.lookahead.attempt_time is not None  # the worker measured it
     executor.lookahead.attempt_time = 0.001  # as if attempts took a millisecond
     assert executor.room() == 1 + 8  # the free worker and the whole queue ahead
     executor.lookahead.attempt_time = 5.0  # as if attempts took seconds
     assert executor.room() == executor.free_slots()
+
+
+def test_the_attempt_time_is_the_workers_measure_not_when_the_runner_read_it(
+        one: Harness) -> None:
+    executor: Executor = one.executor
+    one.run(one.submit("executor_test_jobs.succeed", {"value": 1}))  # the worker is warm
+    executor.lookahead.attempt_time = None
+    executor.start(one.submit("executor_test_jobs.succeed", {"value": 2}))
+    (proc,) = executor._pool.working.values()
+    assert wait_for(lambda: proc.connection.poll(0), 20.0)  # its outcome waits in the pipe
+    late = 0.5
+    time.sleep(late)  # a runner busy elsewhere reads it only now
+    one.loop(lambda: not executor.running())
+    took = executor.lookahead.attempt_time
+    assert took is not None and took < late, took
 
 
 def test_a_claim_stuck_behind_a_long_job_is_overdue_and_forgotten(one: Harness) -> None:
