@@ -384,7 +384,7 @@ class Runner:
             self.events.emit("worker_exit", job=exit_.job_id, generation=exit_.generation,
                              outcome=exit_.outcome, code=exit_.exitcode)
         if ended:
-            self.scheduler.poke()  # room for more: claim at once
+            self.scheduler.attempt_ended()  # room for more: claim at once if more is due
         self._start_claimed(now)
 
     def close(self) -> None:

@@ -12,8 +12,9 @@ never waits for the write lock to claim. A runner with more room takes more, so 
 workers are free without a primary counting anyone's load.
 
 When it looks: at once when poked (a client rang the store's doorbell, an
-attempt ended, it was just started), again at once while it is still finding
-work, and otherwise every `rescan` seconds (a retry whose back-off ran out
+attempt ended while its last claim had filled its room, it was just
+started), again at once while it is still finding work, and otherwise every
+`rescan` seconds (a retry whose back-off ran out
 needs no poke). A client rings one runner (`harunner.store.wakeup`); the ring
 is passed on to the next runner when this one's claim fills the room it asked
 for, or when every worker is busy with nothing queued (`rung`, `to_pass`,
@@ -51,11 +52,21 @@ class Scheduler:
         self.next_look = 0.0
         self.asked = 0
         self.ring: int | None = None      # the hops of a ring not yet answered by a claim
+        self.more = True  # the last claim filled its room: more may be due than it took
         self.ringing: int | None = None   # the hops of the ring the claim in flight answers
 
     def poke(self) -> None:
         """Look at the next turn: something may have become due."""
         self.next_look = 0.0
+
+    def attempt_ended(self) -> None:
+        """An attempt ended, so there is room: look now if the last claim left due jobs
+        behind. If it took all that were due, what came since rang a runner's doorbell (the
+        first slot, which answers it) or waits for the periodic look: a runner does not
+        claim from another's stream at each end of its own attempts, which spread a stream
+        over every runner, each committing on its own."""
+        if self.more:
+            self.poke()
 
     def rung(self, hops: int) -> None:
         """The doorbell rang, the ring `hops` hops from its client: look now, and pass the
@@ -93,7 +104,8 @@ class Scheduler:
             metrics.claimed(record.name, record.attempts,
                             record.updated_at - max(record.created_at, record.not_before))
         ringing, self.ringing = self.ringing, None
-        if len(claimed) >= self.asked:
+        self.more = len(claimed) >= self.asked
+        if self.more:
             self.next_look = now
             return None if ringing is None else ringing + 1
         return None

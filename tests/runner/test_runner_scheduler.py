@@ -88,3 +88,21 @@ def test_a_ring_a_saturated_runner_cannot_answer_soon_is_passed_on_at_once(
     assert scheduler.to_pass(saturated=False) is None  # a claim will answer it
     assert scheduler.to_pass(saturated=True) == 2
     assert scheduler.to_pass(saturated=True) is None  # passed once
+
+
+def test_an_attempt_end_looks_at_once_only_if_the_last_claim_left_jobs_behind(
+        tmp_path: Path) -> None:
+    """Catches a runner that claims at every end of its own attempts: in a stream of
+    one-by-one submissions it takes jobs another runner was rung for, and each runner that
+    joins commits on its own, which the client's submissions wait behind."""
+    store, _ = store_with(tmp_path, 3)
+    scheduler = Scheduler(store, ME, rescan=1.0)
+    assert len(scheduler.tick(0.0, 1000.0, room=2)) == 2  # filled: one is left behind
+    scheduler.next_look = 1.0
+    scheduler.attempt_ended()
+    assert scheduler.due_in(0.1) == 0.0
+    assert len(scheduler.tick(0.1, 1000.0, room=2)) == 1  # took what was due: partial
+    assert scheduler.due_in(0.1) == 1.0
+    store.submit("x.y", {})  # a new one: its client rang the doorbell of some runner
+    scheduler.attempt_ended()
+    assert scheduler.due_in(0.2) > 0.5  # not this runner's to take before its next look
