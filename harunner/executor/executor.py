@@ -359,9 +359,9 @@ class Executor:
             job = self._jobs.get(job_id)
             if job is None or job.record.generation != outcome.generation:
                 continue  # read early by a kill of the job behind it, then killed itself
-            started = job.started_at  # the worker's own measure, else the runner's view
-            took = outcome.took if outcome.took is not None else (
-                None if started is None else now - started)
+            took = outcome.took  # the worker's own measure, else the runner's view
+            if took is None and job.started_at is not None:
+                took = now - job.started_at
             if took is not None:
                 self.lookahead.measured(took)
             found.append(self._ended(job_id, outcome))

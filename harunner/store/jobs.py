@@ -274,7 +274,6 @@ class Store:
         wait = self.lock_timeout if lock_wait is None else lock_wait
         with self._held([item.job_id for item in outcomes], wait=wait) as busy:
             chosen = [item for item in outcomes if item.job_id not in busy]
-            self.init()
             now = self.clock()
             # Read and computed before the write lock, which is then held only for the
             # compare-and-set statements: a client's submission never waits for this work.
@@ -282,15 +281,10 @@ class Store:
                 self._table.prepare_claim(claim, now))
             if not chosen and not wanted:
                 return [], []  # nothing to write: no write lock taken just to find nothing
-
-            def finish(record: JobRecord, item: t.Outcome) -> JobRecord:
-                return t.finished(record, item, now)
-
-            ready = self._table.prepare_held(chosen, t.job_of, finish)
-            with self._db.write() as writer:
-                done = self._table.transition(writer, chosen, t.job_of, finish, ready)
-                won = self._table.claim_prepared(writer, wanted)
-            return done[0], won
+            done, _, won = self._table.settle(chosen, t.job_of,
+                                              lambda record, item: t.finished(record, item, now),
+                                              wanted)
+            return done, won
 
     def cancel(self, job_id: str) -> JobRecord:
         """CANCELLED at generation + 1, which fences the running owner."""
@@ -306,13 +300,9 @@ class Store:
         """Apply `change` to each item's record in one write transaction: (applied, refused)."""
         self.init()
         now = self.clock()
-
-        def at_now(record: JobRecord, item: Any) -> JobRecord:
-            return change(record, item, now)
-
-        ready = self._table.prepare_held(items, t.job_of, at_now)  # before the write lock
-        with self._db.write() as writer:
-            return self._table.transition(writer, items, t.job_of, at_now, ready)
+        applied, refused, _ = self._table.settle(
+            items, t.job_of, lambda record, item: change(record, item, now))
+        return applied, refused
 
     def _without_waiting(self, items: Sequence[Any], change: Callable[[JobRecord, Any, float],
                          JobRecord]) -> tuple[list[JobRecord], list[Any]]:

@@ -32,6 +32,7 @@ MOVING = ("state", "generation", "owner_slot", "owner_incarnation", "attempts", 
 UPDATE_MOVING = (f"UPDATE jobs SET {', '.join(f'{c}=?' for c in MOVING)} "
                  "WHERE job_id=? AND generation=? AND state=?")
 _STATES = {state.value for state in JobState}
+_SEQ_MOVING, _SEQ_ALL = MOVING.index("seq"), COLUMNS.index("seq") - 1  # in `update`'s parameters
 
 
 def to_row(record: JobRecord, seq: int, args_json: str | None = None) -> tuple[Any, ...]:
@@ -75,7 +76,7 @@ def prepared_update(new: JobRecord, old: JobRecord) -> tuple[str, list[Any], int
     """`update(new, old, seq)` made before the change number is known: (the statement, its
     parameters, the index of the change number in them, to be set in the transaction)."""
     sql, parameters = update(new, old, 0)
-    return sql, list(parameters), (10 if sql is UPDATE_MOVING else len(COLUMNS) - 2)
+    return sql, list(parameters), (_SEQ_MOVING if sql is UPDATE_MOVING else _SEQ_ALL)
 
 
 def from_row(row: Any) -> tuple[JobRecord, int]:

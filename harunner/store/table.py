@@ -178,6 +178,17 @@ class JobTable:
         """Assign up to `claim.room` due PENDING jobs to `claim.owner` in this transaction."""
         return self.claim_prepared(writer, self.prepare_claim(claim, now))
 
+    def settle(self, items: Sequence[Item], job_of: Callable[[Item], str],
+               change: Callable[[JobRecord, Item], JobRecord], claimed: Sequence[Ready] = ()
+               ) -> tuple[list[JobRecord], list[Refused], list[JobRecord]]:
+        """`transition` of `items` and `claim_prepared` of `claimed` in one write
+        transaction, the held records' successors built before it: (applied, refused,
+        claims won)."""
+        ready = self.prepare_held(items, job_of, change)  # before the write lock
+        with self.db.write() as writer:
+            applied, refused = self.transition(writer, items, job_of, change, ready)
+            return applied, refused, self.claim_prepared(writer, claimed)
+
     def prepare_claim(self, claim: Claim, now: float) -> list[Ready]:
         """Up to `claim.room` due PENDING jobs, read (outside any write transaction, as a
         rule) and turned into their RUNNING successors owned by `claim.owner`.
